@@ -1,0 +1,1 @@
+"""The local cloud: real emulators wired together like the Google Cloud deployment."""

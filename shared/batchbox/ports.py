@@ -1,0 +1,126 @@
+"""The ports the core talks through. Adapters implement them with the official SDKs; tests use
+in-memory fakes. Nothing here imports a cloud library.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Protocol
+
+from batchbox.models import Counts, JobRecord, Stage, VertexState
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What the core needs to know about one stored object."""
+
+    uri: str
+    size: int
+    generation: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class BlobStore(Protocol):
+    """Object storage addressed by ``gs://bucket/name`` URIs."""
+
+    def open_read(self, uri: str) -> AbstractContextManager[BinaryIO]:
+        """Stream an object in chunks (constant memory). Raises NotFoundError."""
+        ...
+
+    def open_write(
+        self, uri: str, *, content_type: str = "application/octet-stream"
+    ) -> AbstractContextManager[BinaryIO]:
+        """Stream bytes into an object; it appears whole when the context exits cleanly."""
+        ...
+
+    def write_bytes(
+        self, uri: str, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> None: ...
+
+    def read_bytes(self, uri: str) -> bytes:
+        """Read a small object whole. Raises NotFoundError."""
+        ...
+
+    def stat(self, uri: str) -> BlobInfo | None: ...
+
+    def list(self, prefix_uri: str) -> Iterator[BlobInfo]:
+        """Every object whose URI starts with ``prefix_uri``, in name order."""
+        ...
+
+    def delete(self, uri: str) -> None:
+        """Delete if present; a missing object is not an error."""
+        ...
+
+
+Mutation = Callable[[JobRecord], JobRecord | None]
+
+
+class JobRegistry(Protocol):
+    """The job registry: one record per input file, every change atomic."""
+
+    def create(self, record: JobRecord) -> None:
+        """Create-only write. Raises AlreadyExistsError when the record exists."""
+        ...
+
+    def get(self, job_id: str) -> JobRecord | None: ...
+
+    def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
+        """Read-modify-write in one transaction.
+
+        ``mutate`` gets the current record and returns the new one, or None to leave it as it is.
+        It may be called more than once (a transaction retries on contention), so it must be pure.
+        Returns the record as written, or None when ``mutate`` declined or the record is missing.
+        """
+        ...
+
+    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+        """Every record in one of ``stages`` (a query, never a scan of Vertex)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJobInfo:
+    """A batch prediction job as the core sees it, whatever the SDK's shape."""
+
+    name: str
+    display_name: str
+    state: VertexState
+    model: str | None = None
+    counts: Counts | None = None
+    error: dict[str, Any] | None = None
+    output_directory: str | None = None
+    create_time: dt.datetime | None = None
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    update_time: dt.datetime | None = None
+
+
+class BatchJobs(Protocol):
+    """The batch prediction API (Vertex AI through google-genai)."""
+
+    def create(
+        self, *, model: str, source_uri: str, dest_uri: str, display_name: str
+    ) -> BatchJobInfo:
+        """Raises QuotaExceededError, RetryableError, or PermanentError for a refused request."""
+        ...
+
+    def get(self, name: str) -> BatchJobInfo:
+        """Raises NotFoundError when the job is gone."""
+        ...
+
+    def find_by_display_name(self, display_name: str) -> BatchJobInfo | None:
+        """The newest job with this display name, if any: how a crashed submit finds its job."""
+        ...
+
+    def cancel(self, name: str) -> None: ...
+
+
+class EventPublisher(Protocol):
+    """Publishes messages to Pub/Sub topics (short topic ids, resolved by the adapter)."""
+
+    def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
+        """Returns the message id once the broker has it. Raises RetryableError."""
+        ...

@@ -1,0 +1,170 @@
+"""The one settings object, read from the environment.
+
+This is the only module that reads ``os.environ`` (through pydantic-settings). Every variable is
+prefixed ``BATCHBOX_`` except the two Google Cloud ones every Google tool already understands.
+Complex values (routes, prices, lists) are JSON in the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODEL = "gemini-2.5-flash"
+DEFAULT_ALLOWED_MODELS = (
+    "gemini-2.5-flash",
+    "gemini-2.5-flash-lite",
+    "gemini-2.5-pro",
+    "gemini-2.0-flash-001",
+    "gemini-2.0-flash-lite-001",
+)
+
+
+class Route(BaseModel):
+    """Per-prefix defaults: files under ``prefix`` in the inbox get these options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prefix: str
+    model: str | None = None
+    partial: bool | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Price(BaseModel):
+    """USD per million tokens for one model, at batch prices (half the online ones)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    thinking: float | None = Field(default=None, ge=0)
+
+
+# Batch prices per million tokens (50% of the online list prices of the public price table,
+# prompts up to 200k tokens). Override with BATCHBOX_PRICES; an estimate, never a bill.
+DEFAULT_PRICES: dict[str, Price] = {
+    "gemini-2.5-pro": Price(input=0.625, output=5.0),
+    "gemini-2.5-flash": Price(input=0.15, output=1.25),
+    "gemini-2.5-flash-lite": Price(input=0.05, output=0.20),
+    "gemini-2.0-flash-001": Price(input=0.075, output=0.30),
+    "gemini-2.0-flash-lite-001": Price(input=0.0375, output=0.15),
+}
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [item.strip() for item in text.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything batchbox can be configured with. See README "Configuration"."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BATCHBOX_", frozen=True, extra="ignore", populate_by_name=True
+    )
+
+    # Where things live.
+    project: str = Field(validation_alias=AliasChoices("GOOGLE_CLOUD_PROJECT", "BATCHBOX_PROJECT"))
+    location: str = Field(
+        default="us-central1",
+        validation_alias=AliasChoices("GOOGLE_CLOUD_LOCATION", "BATCHBOX_LOCATION"),
+    )
+    inbox_bucket: str
+    output_bucket: str
+    output_prefix: str = "jobs/"
+    job_finished_topic: str = "batchbox-job-finished"
+    results_topic: str = "batchbox-results"
+    firestore_database: str = "(default)"
+    jobs_collection: str = "batchbox-jobs"
+    # Set only for the local Vertex AI batch emulator (e.g. http://127.0.0.1:8090).
+    vertex_base_url: str | None = None
+
+    # What gets submitted.
+    default_model: str = DEFAULT_MODEL
+    allowed_models: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_MODELS
+    routes: tuple[Route, ...] = ()
+    input_suffixes: Annotated[tuple[str, ...], NoDecode] = (".jsonl",)
+    id_field: str = "id"
+
+    # Validation caps: what a hostile or mistaken file may cost.
+    max_line_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_lines: int = Field(default=200_000, gt=0)
+    max_file_bytes: int = Field(default=1024**3, gt=0)
+    max_reported_errors: int = Field(default=100, gt=0)
+    inline_errors_in_event: int = Field(default=5, ge=0)
+
+    # Event handling.
+    max_event_age_seconds: int = Field(default=6 * 3600, gt=0)
+
+    # Polling and the watchdog.
+    poll_concurrency: int = Field(default=32, gt=0, le=256)
+    max_running_jobs: int = Field(default=8, gt=0)
+    submit_stale_seconds: int = Field(default=300, gt=0)
+    notify_lease_seconds: int = Field(default=120, gt=0)
+    stall_warning_seconds: int | None = Field(default=24 * 3600, gt=0)
+    stall_cancel_seconds: int | None = Field(default=72 * 3600, gt=0)
+
+    # Post-processing.
+    prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
+    event_source: str = "//batchbox.dev/pipeline"
+
+    # Logging.
+    log_level: str = "INFO"
+
+    @field_validator("allowed_models", "input_suffixes", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("output_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        return f"{value}/" if value else ""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Settings:
+        if self.inbox_bucket == self.output_bucket:
+            raise ValueError(
+                "BATCHBOX_OUTPUT_BUCKET must differ from BATCHBOX_INBOX_BUCKET: anything written "
+                "to the inbox triggers submit again"
+            )
+        if self.default_model not in self.allowed_models:
+            raise ValueError(
+                f"BATCHBOX_DEFAULT_MODEL {self.default_model!r} is not in "
+                f"BATCHBOX_ALLOWED_MODELS {list(self.allowed_models)}"
+            )
+        for route in self.routes:
+            if route.model is not None and route.model not in self.allowed_models:
+                raise ValueError(
+                    f"route {route.prefix!r} names model {route.model!r}, which is not in "
+                    f"BATCHBOX_ALLOWED_MODELS {list(self.allowed_models)}"
+                )
+        warn, cancel = self.stall_warning_seconds, self.stall_cancel_seconds
+        if warn is not None and cancel is not None and cancel <= warn:
+            raise ValueError(
+                "BATCHBOX_STALL_CANCEL_SECONDS must be greater than BATCHBOX_STALL_WARNING_SECONDS"
+            )
+        return self
+
+    def route_for(self, object_name: str) -> Route | None:
+        """The longest route prefix that ``object_name`` starts with, if any."""
+        matches = [r for r in self.routes if object_name.startswith(r.prefix)]
+        return max(matches, key=lambda r: len(r.prefix), default=None)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()  # type: ignore[call-arg]  # required fields come from the environment
