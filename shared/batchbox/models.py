@@ -165,9 +165,11 @@ class JobRecord(BaseModel):
     finished_at: dt.datetime | None = None
     processed_at: dt.datetime | None = None
     submit_attempts: int = 0
+    lease_until: dt.datetime | None = None  # a worker owns the current step until then
     notify_lease_until: dt.datetime | None = None
     notified_at: dt.datetime | None = None
     stall_warned_at: dt.datetime | None = None
+    stall_cancelled_at: dt.datetime | None = None
     result_event: dict[str, Any] | None = None
     version: int = 0
 

@@ -117,7 +117,6 @@ class Settings(BaseSettings):
 
     # Post-processing.
     prices: dict[str, Price] = Field(default_factory=lambda: dict(DEFAULT_PRICES))
-    event_source: str = "//batchbox.dev/pipeline"
 
     # Logging.
     log_level: str = "INFO"

@@ -1,0 +1,124 @@
+"""Job registry adapter (google-cloud-firestore): create-only claims and transactional updates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from batchbox import errors
+from batchbox.adapters._errors import translated
+from batchbox.logs import get_logger
+from batchbox.models import JobRecord, Stage, utcnow
+from batchbox.ports import Mutation
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+log = get_logger("registry")
+
+# Contention is normal here (overlapping ticks, redelivered events): allow more than the SDK's 5.
+TRANSACTION_ATTEMPTS = 20
+# Firestore allows up to 30 values in an ``in`` filter; batchbox's stages are far fewer.
+_MAX_IN = 30
+
+
+def _to_doc(record: JobRecord) -> dict[str, Any]:
+    return record.model_dump(mode="json")
+
+
+class FirestoreJobRegistry:
+    """``JobRegistry`` on a Firestore collection. Honours ``FIRESTORE_EMULATOR_HOST``."""
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        collection: str,
+        database: str = "(default)",
+        client_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self._project = project
+        self._collection = collection
+        self._database = database
+        self._client_factory = client_factory
+
+    @cached_property
+    def client(self) -> firestore.Client:
+        if self._client_factory is not None:
+            return self._client_factory()  # type: ignore[no-any-return]
+        from google.cloud import firestore
+
+        return firestore.Client(project=self._project, database=self._database)
+
+    def _doc(self, job_id: str) -> firestore.DocumentReference:
+        return self.client.collection(self._collection).document(job_id)
+
+    def create(self, record: JobRecord) -> None:
+        with translated(f"claiming job record {record.job_id}"):
+            self._doc(record.job_id).create(_to_doc(record))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with translated(f"reading job record {job_id}"):
+            snapshot = self._doc(job_id).get()
+        return self._parse(snapshot) if snapshot.exists else None
+
+    def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
+        from google.cloud import firestore
+
+        doc = self._doc(job_id)
+        written: list[JobRecord | None] = [None]
+
+        @firestore.transactional  # type: ignore[misc]
+        def run(transaction: firestore.Transaction) -> None:
+            written[0] = None
+            snapshot = doc.get(transaction=transaction)
+            current = self._parse(snapshot) if snapshot.exists else None
+            if current is None:
+                return
+            changed = mutate(current)
+            if changed is None:
+                return
+            changed = changed.model_copy(
+                update={"version": current.version + 1, "updated_at": utcnow()}
+            )
+            transaction.set(doc, _to_doc(changed))
+            written[0] = changed
+
+        try:
+            with translated(f"updating job record {job_id}"):
+                run(self.client.transaction(max_attempts=TRANSACTION_ATTEMPTS))
+        except ValueError as exc:  # the SDK's "Failed to commit transaction in N attempts"
+            raise errors.RetryableError(f"updating job record {job_id}: {exc}") from exc
+        return written[0]
+
+    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        values = [str(stage) for stage in stages][:_MAX_IN]
+        query = self.client.collection(self._collection).where(
+            filter=FieldFilter("stage", "in", values)
+        )
+        with translated("querying active job records"):
+            snapshots = list(query.stream())
+        records = (self._parse(snapshot) for snapshot in snapshots)
+        return [record for record in records if record is not None]
+
+    def _parse(self, snapshot: Any) -> JobRecord | None:
+        """A record, or None for a document that no longer reads as one (logged, then parked)."""
+        data = snapshot.to_dict() or {}
+        try:
+            return JobRecord.model_validate(data)
+        except ValidationError as exc:
+            log.error(
+                "job record %s is unreadable; parking it",
+                snapshot.id,
+                extra={"fields": {"job_id": snapshot.id, "error": str(exc)[:2000]}},
+            )
+            with translated(f"parking unreadable job record {snapshot.id}"):
+                snapshot.reference.update(
+                    {"stage": Stage.PARKED.value, "parse_error": str(exc)[:2000]}
+                )
+            return None

@@ -1,0 +1,153 @@
+"""Each adapter against its real emulator: Cloud Storage, Firestore, Pub/Sub."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import pytest
+
+from batchbox import errors
+from batchbox.adapters.firestore import FirestoreJobRegistry
+from batchbox.adapters.gcs import GcsBlobStore
+from batchbox.adapters.pubsub import PubSubPublisher
+from batchbox.models import JobRecord, Stage
+
+pytestmark = pytest.mark.emulators
+
+
+@pytest.fixture
+def bucket(storage_host: str, project: str) -> str:
+    from google.cloud import storage
+
+    name = f"it-{uuid.uuid4().hex[:12]}"
+    storage.Client(project=project).create_bucket(name)
+    return name
+
+
+def test_gcs_streams_large_objects_in_chunks(bucket: str, project: str) -> None:
+    blobs = GcsBlobStore(project=project)
+    uri = f"gs://{bucket}/big.jsonl"
+    line = b'{"request": {"contents": []}}\n'
+    count = (20 * 1024 * 1024) // len(line)  # 20 MiB: several chunks each way
+    with blobs.open_write(uri, content_type="application/jsonl") as out:
+        for _ in range(count):
+            out.write(line)
+    info = blobs.stat(uri)
+    assert info is not None and info.size == count * len(line)
+    biggest = 0
+    total = 0
+    with blobs.open_read(uri) as stream:
+        while chunk := stream.read(1024 * 1024):
+            biggest = max(biggest, len(chunk))
+            total += len(chunk)
+    assert total == info.size and biggest <= 1024 * 1024
+
+
+def test_gcs_list_read_delete_and_not_found(bucket: str, project: str) -> None:
+    blobs = GcsBlobStore(project=project)
+    for name in ["p/a.json", "p/b/c.json", "q.json"]:
+        blobs.write_bytes(f"gs://{bucket}/{name}", name.encode())
+    assert [i.uri for i in blobs.list(f"gs://{bucket}/p/")] == [f"gs://{bucket}/p/a.json", f"gs://{bucket}/p/b/c.json"]
+    assert blobs.read_bytes(f"gs://{bucket}/q.json") == b"q.json"
+    blobs.delete(f"gs://{bucket}/q.json")
+    blobs.delete(f"gs://{bucket}/q.json")  # deleting twice is fine
+    with pytest.raises(errors.NotFoundError), blobs.open_read(f"gs://{bucket}/q.json"):
+        pass
+    assert blobs.stat(f"gs://{bucket}/q.json") is None
+
+
+def _record(job_id: str) -> JobRecord:
+    now = dt.datetime.now(dt.UTC)
+    return JobRecord(key=f"b/{job_id}#1", job_id=job_id, input_uri=f"gs://b/{job_id}", bucket="b",
+                     name=job_id, generation="1", stage=Stage.RECEIVED, created_at=now, updated_at=now)
+
+
+@pytest.fixture
+def registry(firestore_host: str, project: str) -> FirestoreJobRegistry:
+    return FirestoreJobRegistry(project=project, collection=f"jobs-{uuid.uuid4().hex[:8]}")
+
+
+def test_firestore_claim_is_create_only(registry: FirestoreJobRegistry) -> None:
+    registry.create(_record("one"))
+    with pytest.raises(errors.AlreadyExistsError):
+        registry.create(_record("one"))
+    assert registry.get("one").stage is Stage.RECEIVED
+    assert registry.get("missing") is None
+
+
+def test_firestore_concurrent_claims_have_one_winner(registry: FirestoreJobRegistry) -> None:
+    wins: list[int] = []
+    barrier = threading.Barrier(10)
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        try:
+            registry.create(_record("contested"))
+            wins.append(i)
+        except errors.AlreadyExistsError:
+            pass
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+
+
+def test_firestore_updates_are_transactional(registry: FirestoreJobRegistry) -> None:
+    registry.create(_record("counter"))
+
+    def bump() -> None:
+        for _ in range(3):
+            registry.update("counter", lambda r: r.model_copy(update={"submit_attempts": r.submit_attempts + 1}))
+
+    threads = [threading.Thread(target=bump) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = registry.get("counter")
+    assert final.submit_attempts == 6 and final.version == 6
+
+
+def test_firestore_update_can_decline_and_query_by_stage(registry: FirestoreJobRegistry) -> None:
+    registry.create(_record("a"))
+    registry.create(_record("b"))
+    assert registry.update("a", lambda r: None) is None
+    registry.update("b", lambda r: r.model_copy(update={"stage": Stage.ACTIVE}))
+    assert [r.job_id for r in registry.in_stages([Stage.ACTIVE])] == ["b"]
+    assert sorted(r.job_id for r in registry.in_stages([Stage.ACTIVE, Stage.RECEIVED])) == ["a", "b"]
+
+
+def test_firestore_unreadable_record_is_parked(registry: FirestoreJobRegistry) -> None:
+    registry.create(_record("good"))
+    registry.client.collection(registry._collection).document("broken").set({"stage": "ACTIVE", "junk": True})
+    assert [r.job_id for r in registry.in_stages([Stage.ACTIVE, Stage.RECEIVED])] == ["good"]
+    raw = registry.client.collection(registry._collection).document("broken").get().to_dict()
+    assert raw["stage"] == "PARKED" and "parse_error" in raw
+
+
+def test_pubsub_publishes_data_and_attributes(pubsub_host: str, project: str) -> None:
+    from google.cloud import pubsub_v1
+
+    topic = f"t-{uuid.uuid4().hex[:8]}"
+    publisher_client = pubsub_v1.PublisherClient()
+    subscriber = pubsub_v1.SubscriberClient()
+    topic_path = publisher_client.topic_path(project, topic)
+    publisher_client.create_topic(name=topic_path)
+    sub_path = subscriber.subscription_path(project, topic + "-sub")
+    subscriber.create_subscription(name=sub_path, topic=topic_path)
+
+    message_id = PubSubPublisher(project=project).publish(topic, b'{"a": 1}', {"ce-type": "x.y"})
+    response = subscriber.pull(subscription=sub_path, max_messages=10, timeout=10)
+    [received] = response.received_messages
+    assert received.message.message_id == message_id
+    assert received.message.data == b'{"a": 1}' and dict(received.message.attributes) == {"ce-type": "x.y"}
+
+
+def test_pubsub_missing_topic_is_permanent(pubsub_host: str, project: str) -> None:
+    with pytest.raises(errors.NotFoundError):
+        PubSubPublisher(project=project).publish("no-such-topic", b"{}", {})

@@ -1,0 +1,162 @@
+"""poll's core: every state, exactly one job-finished message, the queue and the watchdog."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pytest
+
+from batchbox import errors
+from batchbox.models import Counts, Stage, VertexState
+from batchbox.polling import run_tick
+from batchbox.submission import handle_finalized
+from tests.fakes import Clock, FakeBatchJobs, make_deps, make_settings
+from tests.unit.test_submission import GOOD, jsonl, upload
+
+ACTIVE_STATES = [VertexState.QUEUED, VertexState.PENDING, VertexState.RUNNING, VertexState.PAUSED,
+                 VertexState.UPDATING, VertexState.CANCELLING]
+
+
+def submitted(deps, name: str = "x.jsonl"):
+    record = handle_finalized(upload(deps, name, jsonl(*GOOD)), event_time=None, deps=deps)
+    assert record is not None and record.stage is Stage.ACTIVE
+    return record
+
+
+@pytest.mark.parametrize("state", ACTIVE_STATES)
+def test_non_final_states_stay_active_with_progress(state: VertexState) -> None:
+    deps = make_deps()
+    record = submitted(deps)
+    deps.batch.set_state(record.vertex_job, state, counts=Counts(successful=1, failed=0, incomplete=1))
+    run_tick(deps)
+    after = deps.registry.get(record.job_id)
+    assert after.stage is Stage.ACTIVE and after.vertex_state is state
+    assert after.counts == Counts(successful=1, failed=0, incomplete=1)
+    assert deps.publisher.on("batchbox-job-finished") == []
+
+
+@pytest.mark.parametrize(
+    "state",
+    [VertexState.SUCCEEDED, VertexState.PARTIALLY_SUCCEEDED, VertexState.FAILED,
+     VertexState.CANCELLED, VertexState.EXPIRED],
+)
+def test_final_states_are_announced_exactly_once(state: VertexState) -> None:
+    deps = make_deps()
+    record = submitted(deps)
+    deps.batch.set_state(record.vertex_job, state, output_directory="gs://output/jobs/x/prediction-model-1")
+    for _ in range(3):
+        run_tick(deps)
+    after = deps.registry.get(record.job_id)
+    assert after.stage is Stage.FINISHED and after.notified_at is not None
+    [(data, attrs)] = deps.publisher.on("batchbox-job-finished")
+    assert orjson.loads(data)["job_id"] == record.job_id and attrs["state"] == state.value
+
+
+def test_overlapping_ticks_announce_once() -> None:
+    deps = make_deps()
+    records = [submitted(deps, f"f{i}.jsonl") for i in range(20)]
+    for record in records:
+        deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED)
+    barrier = threading.Barrier(4)
+
+    def tick() -> None:
+        barrier.wait()
+        run_tick(deps)
+
+    threads = [threading.Thread(target=tick) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    announced = [orjson.loads(d)["job_id"] for d, _ in deps.publisher.on("batchbox-job-finished")]
+    assert sorted(announced) == sorted(r.job_id for r in records)
+
+
+def test_tick_dying_between_transition_and_publish_is_recovered_after_the_lease() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(notify_lease_seconds=60), clock=clock)
+    record = submitted(deps)
+    deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED)
+    deps.publisher.fail_next = 1
+    with pytest.raises(errors.RetryableError):
+        run_tick(deps)
+    assert deps.registry.get(record.job_id).stage is Stage.FINISHED
+    run_tick(deps)  # lease still held by the dead tick: nothing yet
+    assert deps.publisher.on("batchbox-job-finished") == []
+    clock.advance(61)
+    run_tick(deps)
+    run_tick(deps)
+    assert len(deps.publisher.on("batchbox-job-finished")) == 1
+
+
+def test_job_missing_on_vertex_is_parked_not_retried_forever() -> None:
+    deps = make_deps()
+    record = submitted(deps)
+    del deps.batch.jobs[record.vertex_job]
+    report = run_tick(deps)
+    assert report.parked == [record.job_id]
+    assert deps.registry.get(record.job_id).stage is Stage.PARKED
+    assert run_tick(deps).checked == 0
+
+
+def test_transient_read_errors_leave_the_job_for_the_next_tick() -> None:
+    deps = make_deps()
+    record = submitted(deps)
+    deps.batch.get_errors[record.vertex_job] = errors.RetryableError("503")
+    assert run_tick(deps).errors == 1
+    del deps.batch.get_errors[record.vertex_job]
+    deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED)
+    assert run_tick(deps).finished == [record.job_id]
+
+
+def test_queued_jobs_are_submitted_when_capacity_frees_up() -> None:
+    deps = make_deps(make_settings(max_running_jobs=1))
+    first = submitted(deps, "a.jsonl")
+    second = handle_finalized(upload(deps, "b.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
+    assert second.stage is Stage.QUEUED
+    run_tick(deps)
+    assert deps.registry.get(second.job_id).stage is Stage.QUEUED
+    deps.batch.set_state(first.vertex_job, VertexState.SUCCEEDED)
+    report = run_tick(deps)
+    assert report.submitted == [second.job_id]
+    assert deps.registry.get(second.job_id).stage is Stage.ACTIVE
+
+
+def test_quota_held_jobs_are_retried_by_the_poller() -> None:
+    batch = FakeBatchJobs(create_errors=[errors.QuotaExceededError("429"), errors.QuotaExceededError("429")])
+    deps = make_deps(batch=batch)
+    record = handle_finalized(upload(deps, "x.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
+    assert record.stage is Stage.QUEUED
+    run_tick(deps)
+    assert deps.registry.get(record.job_id).stage is Stage.QUEUED
+    run_tick(deps)
+    assert deps.registry.get(record.job_id).stage is Stage.ACTIVE and len(batch.created) == 1
+
+
+def test_stalled_job_is_warned_once_then_cancelled() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(stall_warning_seconds=100, stall_cancel_seconds=200), clock=clock)
+    record = submitted(deps)
+    deps.batch.set_state(record.vertex_job, VertexState.RUNNING)
+    run_tick(deps)
+    clock.advance(101)
+    run_tick(deps)
+    run_tick(deps)
+    stalled = [a for _, a in deps.publisher.on("batchbox-results") if a["ce-type"].endswith(".stalled")]
+    assert len(stalled) == 1
+    assert deps.batch.cancelled == []
+    clock.advance(100)
+    run_tick(deps)
+    run_tick(deps)
+    assert deps.batch.cancelled == [record.vertex_job]
+
+
+def test_watchdog_can_be_switched_off() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(stall_warning_seconds=None, stall_cancel_seconds=None), clock=clock)
+    record = submitted(deps)
+    deps.batch.set_state(record.vertex_job, VertexState.RUNNING)
+    clock.advance(10**7)
+    run_tick(deps)
+    assert deps.publisher.on("batchbox-results") == [] and deps.batch.cancelled == []
