@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -20,16 +21,27 @@ if TYPE_CHECKING:
 MODEL_PREFIX = "publishers/google/models/"
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level errors of the HTTP library google-genai uses (httpx2, or httpx)."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module_name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found.append(module.TransportError)
+    return tuple(found)
+
+
 @contextmanager
 def _translated(what: str) -> Iterator[None]:
-    import httpx
     from google.genai import errors as genai_errors
 
     try:
         yield
     except genai_errors.APIError as exc:
         raise classify_status(exc.code, f"{what}: {exc.code} {exc.status}: {exc.message}") from exc
-    except httpx.TransportError as exc:
+    except _transport_errors() as exc:
         raise errors.RetryableError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
 
