@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -345,4 +345,106 @@ def python_service(
         env=dict(env or {}),
         cwd=cwd,
         log_path=log_dir / f"{log_name or name}.log" if log_dir else None,
+    )
+
+
+# --- Starting several services at once --------------------------------------------------------
+
+
+def http_answers(url: str, *, timeout: float = 1.0) -> bool:
+    """True when an HTTP server answers at ``url``, whatever the status code.
+
+    A functions-framework CloudEvent function only accepts POST, so ``GET /`` gets 405 once the
+    function's source has loaded (the framework loads it before it listens): any answer means ready.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 (loopback only)
+            return True
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def launch(group: ServiceGroup, services: Iterable[Service]) -> None:
+    """Start ``services`` without waiting for them; ``group`` stops them whatever happens next."""
+    for service in services:
+        group._services.append(service)  # registered first, so a failing start is cleaned up too
+        service.start()
+
+
+def wait_ready(services: Iterable[Service], *, watch: Iterable[Service] = ()) -> None:
+    """Wait until every one of ``services`` (already launched) is ready, checking them in turn.
+
+    Services in ``watch`` are not waited for, but one that exits meanwhile fails the wait too, so
+    a broken part is reported as soon as it dies. Polling from the calling thread (no helper
+    threads) keeps Ctrl-C immediate.
+
+    Raises:
+        ServiceError: a service exited while starting or was not ready within its timeout.
+    """
+    pending = list(services)
+    watched = [*pending, *watch]
+    started = time.monotonic()
+    while pending:
+        for service in watched:
+            process = service.process
+            if process is not None and process.poll() is not None:
+                raise ServiceError(
+                    f"{service.name} exited with code {process.returncode} while starting"
+                    + service._log_tail()
+                )
+        for service in list(pending):
+            if service.ready():
+                pending.remove(service)
+            elif time.monotonic() - started > service.startup_timeout:
+                raise ServiceError(
+                    f"{service.name} was not ready after {service.startup_timeout:.0f}s"
+                    + service._log_tail()
+                )
+        if pending:
+            time.sleep(0.05)
+
+
+def function_service(
+    name: str,
+    *,
+    source: Path,
+    port: int,
+    target: str | None = None,
+    signature_type: str = "cloudevent",
+    env: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
+) -> Service:
+    """One Cloud Function in its own ``functions-framework`` process, as Cloud Functions runs it."""
+    target = target or name
+    return Service(
+        name=f"function {name}",
+        argv=[
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--target",
+            target,
+            "--source",
+            str(source),
+            "--signature-type",
+            signature_type,
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+        ],
+        ready=lambda: http_answers(f"http://{LOOPBACK}:{port}/"),
+        # What Cloud Functions sets for a function; PYTHONUNBUFFERED so its log file is current.
+        env={
+            "K_SERVICE": name,
+            "FUNCTION_TARGET": target,
+            "FUNCTION_SIGNATURE_TYPE": signature_type,
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        },
+        cwd=source.parent,
+        log_path=log_dir / f"{name}.log" if log_dir else None,
     )

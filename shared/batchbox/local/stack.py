@@ -1,0 +1,552 @@
+"""The local cloud: the emulators, the three functions and the glue between them, as one object.
+
+::
+
+    with LocalStack(StackConfig()) as stack:
+        generation = stack.upload(Path("examples/hello.jsonl"))
+        event = stack.wait_for_result(timeout=60)
+
+What runs, each in its own process group (so stopping it stops its children too):
+
+- the Pub/Sub and Firestore emulators, fake-gcs-server (publishing the inbox bucket's finalize
+  notifications to the Pub/Sub emulator) and the Vertex AI batch emulator;
+- the functions submit, poll and complete, each in its own functions-framework process;
+- the Eventarc bridge (notification → ``google.cloud.storage.object.v1.finalized`` → submit).
+
+Pub/Sub push subscriptions deliver poll ticks to poll and job-finished messages to complete, as
+Pub/Sub triggers do; a thread of this process publishes the ticks (the Cloud Scheduler job).
+Once everything is ready the connection settings are written to ``.batchbox/local.env``; they are
+removed first thing on stop. A failing step, Ctrl-C or SIGTERM stops everything started so far.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from google.api_core import exceptions as api_exceptions
+
+from . import envfile, provision, services
+from .config import FUNCTION_NAMES, Ports, StackConfig
+from .provision import SubscriptionSpec
+from .scheduler import PollScheduler
+from .services import LOOPBACK, Service, ServiceError, ServiceGroup
+
+VERTEX_EMULATOR_MODULE = "batchbox.vertex_emulator"
+BRIDGE_MODULE = "batchbox.local.bridge"
+# Eventarc and a 2nd gen function's Pub/Sub trigger wait up to 600 s for an answer.
+PUSH_ACK_DEADLINE_SECONDS = 600
+FUNCTION_STOP_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """A message pulled from the results subscription: a CloudEvent in Pub/Sub binary mode."""
+
+    message_id: str
+    attributes: Mapping[str, str]
+    data: Any  # the decoded JSON, or the raw bytes when the body is not JSON
+    publish_time: dt.datetime | None = None
+
+    @property
+    def cloudevent(self) -> dict[str, str]:
+        """The CloudEvent attributes (``ce-type`` → ``type``, ...)."""
+        return {k[3:]: v for k, v in self.attributes.items() if k.startswith("ce-")}
+
+    @property
+    def type(self) -> str | None:
+        return self.attributes.get("ce-type")
+
+    @property
+    def id(self) -> str | None:
+        return self.attributes.get("ce-id")
+
+    @property
+    def subject(self) -> str | None:
+        return self.attributes.get("ce-subject")
+
+    @property
+    def source(self) -> str | None:
+        return self.attributes.get("ce-source")
+
+
+def _decode(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+class LocalStack:
+    """Starts, wires and stops the local cloud. Use it as a context manager.
+
+    ``env`` (the env file's contents), ``functions_env`` and the URLs exist once started.
+    """
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.env_file = self.config.resolved_env_file()
+        self.log_dir = self.config.resolved_log_dir()
+        self.functions_dir = self.config.resolved_functions_dir()
+        self.startup_seconds: float | None = None
+        # Every process group started, kept after stop so callers can check that all are gone.
+        self.process_groups: list[tuple[str, int]] = []
+        self._ports: Ports | None = None
+        self._group: ServiceGroup | None = None
+        self._scheduler: PollScheduler | None = None
+        self._functions: list[Service] = []
+        self._clients: dict[str, Any] = {}
+        self._unclaimed: list[ReceivedEvent] = []
+        self._env_written = False
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start everything and wait until it is ready.
+
+        Raises:
+            ServiceError: a component is missing or would not start; all that had started is
+                stopped again.
+        """
+        if self._group is not None:
+            raise RuntimeError("the local stack is already started")
+        began = time.monotonic()
+        self._group = ServiceGroup().__enter__()  # SIGTERM/SIGHUP now raise KeyboardInterrupt
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - began
+
+    def _start(self) -> None:
+        envfile.claim_env_file(self.env_file)
+        self._ports = self.config.ports.resolved()
+        self._clear_logs()
+        sources = self._function_sources()
+        pubsub = services.pubsub_service(self._port("pubsub"), log_dir=self.log_dir)
+        self._functions = [self._function_service(name, src) for name, src in sources.items()]
+        others = [
+            services.firestore_service(self._port("firestore"), log_dir=self.log_dir),
+            *self._vertex_service(),
+            self._bridge_service(),
+            *self._functions,
+        ]
+        self._launch([pubsub, *others])
+        # fake-gcs-server needs the notification topic before it starts; the results
+        # subscription must exist before anything can publish a result.
+        services.wait_ready([pubsub], watch=others)
+        self._provision_pubsub()
+        storage = self._storage_service()
+        self._launch([storage])
+        services.wait_ready([storage, *others])
+        for bucket in (self.config.inbox_bucket, self.config.output_bucket):
+            provision.ensure_bucket(self.storage, bucket)
+        self._scheduler = PollScheduler(
+            self.publisher,
+            provision.topic_path(self.config.project, self.config.topics.poll),
+            interval=self.config.poll_interval,
+        )
+        self._scheduler.start()
+        self._write_env_file()
+
+    def _launch(self, parts: list[Service]) -> None:
+        assert self._group is not None
+        for service in parts:
+            service.startup_timeout = self.config.startup_timeout
+        services.launch(self._group, parts)
+        self.process_groups += [(s.name, s.process.pid) for s in parts if s.process is not None]
+
+    def _write_env_file(self) -> None:
+        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        envfile.write_env_file(
+            self.env_file,
+            self.env,
+            header=(
+                f"batchbox local stack, pid {os.getpid()}, up since {since}.\n"
+                f"Removed when the stack stops. Load with: set -a; . {self.env_file}; set +a"
+            ),
+        )
+        self._env_written = True
+
+    def stop(self) -> None:
+        """Stop everything this stack started (safe to call more than once)."""
+        with _ignoring_sigint():
+            if self._env_written:
+                envfile.remove_env_file(self.env_file, owner_pid=os.getpid())
+                self._env_written = False
+            if self._scheduler is not None:
+                self._scheduler.stop()
+                self._scheduler = None
+            self._close_clients()
+            group, self._group = self._group, None
+            if group is not None:
+                _interrupt(self._functions)
+                group.__exit__(None, None, None)
+
+    def check_alive(self) -> None:
+        """Raises ServiceError if a process of the stack has exited."""
+        if self._group is None:
+            raise ServiceError("the local stack is not running")
+        for service in self._group:
+            if service.process is not None and service.process.poll() is not None:
+                where = f"; see {service.log_path}" if service.log_path else ""
+                raise ServiceError(
+                    f"{service.name} exited unexpectedly with code "
+                    f"{service.process.returncode}{where}"
+                )
+
+    # --- what other programs need to know ------------------------------------------------------
+
+    def _port(self, name: str) -> int:
+        if self._ports is None:
+            raise RuntimeError("the local stack is not started")
+        return self._ports.get(name)
+
+    @property
+    def pubsub_host(self) -> str:
+        return f"{LOOPBACK}:{self._port('pubsub')}"
+
+    @property
+    def firestore_host(self) -> str:
+        return f"{LOOPBACK}:{self._port('firestore')}"
+
+    @property
+    def storage_url(self) -> str:
+        return f"http://{LOOPBACK}:{self._port('storage')}"
+
+    @property
+    def vertex_base_url(self) -> str:
+        return self.config.vertex_base_url or f"http://{LOOPBACK}:{self._port('vertex')}"
+
+    @property
+    def bridge_url(self) -> str:
+        return f"http://{LOOPBACK}:{self._port('bridge')}"
+
+    def function_url(self, name: str) -> str:
+        return f"http://{LOOPBACK}:{self._port(name)}"
+
+    @property
+    def functions_env(self) -> dict[str, str]:
+        """The environment the three functions run with (what their settings read)."""
+        config = self.config
+        return {
+            "GOOGLE_CLOUD_PROJECT": config.project,
+            "GOOGLE_CLOUD_LOCATION": config.location,
+            "STORAGE_EMULATOR_HOST": self.storage_url,
+            "PUBSUB_EMULATOR_HOST": self.pubsub_host,
+            "FIRESTORE_EMULATOR_HOST": self.firestore_host,
+            "BATCHBOX_VERTEX_BASE_URL": self.vertex_base_url,
+            "BATCHBOX_INBOX_BUCKET": config.inbox_bucket,
+            "BATCHBOX_OUTPUT_BUCKET": config.output_bucket,
+            "BATCHBOX_JOB_FINISHED_TOPIC": config.topics.job_finished,
+            "BATCHBOX_RESULTS_TOPIC": config.topics.results,
+            "BATCHBOX_JOBS_COLLECTION": config.jobs_collection,
+            **config.function_env,
+        }
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The connection settings written to the env file."""
+        values = {k: v for k, v in self.functions_env.items() if k not in self.config.function_env}
+        return {
+            **values,
+            "BATCHBOX_POLL_TOPIC": self.config.topics.poll,
+            "BATCHBOX_DEAD_LETTER_TOPIC": self.config.topics.dead_letter,
+            "BATCHBOX_RESULTS_SUBSCRIPTION": self.config.results_subscription,
+            "BATCHBOX_DEAD_LETTER_SUBSCRIPTION": self.config.dead_letter_subscription,
+            "BATCHBOX_SUBMIT_URL": self.function_url("submit"),
+            "BATCHBOX_POLL_URL": self.function_url("poll"),
+            "BATCHBOX_COMPLETE_URL": self.function_url("complete"),
+            "BATCHBOX_BRIDGE_URL": self.bridge_url,
+            "BATCHBOX_LOCAL_LOG_DIR": str(self.log_dir),
+            envfile.PID_KEY: str(os.getpid()),
+        }
+
+    # --- using the stack -----------------------------------------------------------------------
+
+    @property
+    def storage(self) -> Any:
+        """A ``google.cloud.storage.Client`` for the stack's Storage emulator."""
+        if "storage" not in self._clients:
+            self._clients["storage"] = provision.storage_client(
+                self.storage_url, self.config.project
+            )
+        return self._clients["storage"]
+
+    @property
+    def publisher(self) -> Any:
+        """A Publisher API client (``google.pubsub_v1``) for the stack's Pub/Sub emulator."""
+        if "publisher" not in self._clients:
+            self._clients["publisher"] = provision.publisher_client(self.pubsub_host)
+        return self._clients["publisher"]
+
+    @property
+    def subscriber(self) -> Any:
+        """A Subscriber API client (``google.pubsub_v1``) for the stack's Pub/Sub emulator."""
+        if "subscriber" not in self._clients:
+            self._clients["subscriber"] = provision.subscriber_client(self.pubsub_host)
+        return self._clients["subscriber"]
+
+    def upload(
+        self,
+        source: Path | str | bytes,
+        name: str | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str = "application/jsonl",
+        bucket: str | None = None,
+    ) -> int:
+        """Upload a file (a path) or bytes to the inbox (or ``bucket``); returns its generation."""
+        if isinstance(source, bytes):
+            if name is None:
+                raise ValueError("name is required when uploading bytes")
+            data = source
+        else:
+            path = Path(source)
+            data = path.read_bytes()
+            name = name or path.name
+        blob = self.storage.bucket(bucket or self.config.inbox_bucket).blob(name)
+        if metadata:
+            blob.metadata = dict(metadata)
+        blob.upload_from_string(data, content_type=content_type)
+        return int(blob.generation)
+
+    def wait_for_result(
+        self, predicate: Callable[[ReceivedEvent], bool] | None = None, *, timeout: float = 60.0
+    ) -> ReceivedEvent:
+        """The next event on the results topic that satisfies ``predicate`` (any, if None).
+
+        Events pulled that do not match are kept for later calls.
+
+        Raises:
+            TimeoutError: none came within ``timeout`` seconds.
+            ServiceError: a process of the stack died meanwhile.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self._unclaimed:
+                if predicate is None or predicate(event):
+                    self._unclaimed.remove(event)
+                    return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    f"no result event on topic {self.config.topics.results} within "
+                    f"{timeout:.0f}s; the functions' logs are in {self.log_dir}"
+                )
+            self.check_alive()
+            self._unclaimed.extend(self.pull(self.config.results_subscription, timeout=remaining))
+
+    def pull(self, subscription: str, *, timeout: float = 5.0) -> list[ReceivedEvent]:
+        """Pull and acknowledge what is waiting on ``subscription`` (waits up to ``timeout``)."""
+        path = provision.subscription_path(self.config.project, subscription)
+        try:
+            response = self.subscriber.pull(
+                request={"subscription": path, "max_messages": 100}, timeout=min(timeout, 5.0)
+            )
+        except (api_exceptions.DeadlineExceeded, api_exceptions.ServiceUnavailable):
+            return []
+        received = list(response.received_messages)
+        if received:
+            self.subscriber.acknowledge(subscription=path, ack_ids=[m.ack_id for m in received])
+        return [
+            ReceivedEvent(
+                message_id=m.message.message_id,
+                attributes=dict(m.message.attributes),
+                data=_decode(m.message.data),
+                publish_time=m.message.publish_time,
+            )
+            for m in received
+        ]
+
+    # --- the parts -----------------------------------------------------------------------------
+
+    def _function_sources(self) -> dict[str, Path]:
+        sources = {name: self.functions_dir / name / "main.py" for name in FUNCTION_NAMES}
+        missing = [str(path) for path in sources.values() if not path.is_file()]
+        if missing:
+            raise ServiceError(
+                f"function source not found: {', '.join(missing)} (functions are looked for in "
+                f"{self.functions_dir}; see --functions-dir)"
+            )
+        return sources
+
+    def _function_service(self, name: str, source: Path) -> Service:
+        return services.function_service(
+            name,
+            source=source,
+            port=self._port(name),
+            env=self.functions_env,
+            log_dir=self.log_dir,
+        )
+
+    def _storage_service(self) -> Service:
+        if self.config.data_dir is not None:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        return services.storage_service(
+            self._port("storage"),
+            root=self.config.data_dir,
+            notifications=services.StorageNotifications(
+                project=self.config.project,
+                topic=self.config.topics.inbox_notifications,
+                pubsub_host=self.pubsub_host,
+                bucket=self.config.inbox_bucket,  # notifications of the inbox only
+            ),
+            log_dir=self.log_dir,
+        )
+
+    def _vertex_service(self) -> list[Service]:
+        if self.config.vertex_base_url is not None:
+            return []
+        if importlib.util.find_spec(VERTEX_EMULATOR_MODULE) is None:
+            raise ServiceError(
+                f"the Vertex AI batch emulator ({VERTEX_EMULATOR_MODULE}) is not installed; "
+                "install batchbox with pip install -e '.[local]', or pass --vertex-base-url"
+            )
+        port = self._port("vertex")
+        args = ["-m", VERTEX_EMULATOR_MODULE, "--host", LOOPBACK, "--port", str(port)]
+        if self.config.vertex_queue_seconds is not None:
+            args += ["--queue-seconds", str(self.config.vertex_queue_seconds)]
+        if self.config.vertex_run_seconds is not None:
+            args += ["--run-seconds", str(self.config.vertex_run_seconds)]
+        return [
+            services.python_service(
+                "Vertex AI batch emulator",
+                args,
+                health_url=f"http://{LOOPBACK}:{port}/healthz",
+                env={
+                    "STORAGE_EMULATOR_HOST": self.storage_url,
+                    "GOOGLE_CLOUD_PROJECT": self.config.project,
+                    "PYTHONUNBUFFERED": "1",
+                },
+                log_dir=self.log_dir,
+                log_name="vertex",
+            )
+        ]
+
+    def _bridge_service(self) -> Service:
+        port = self._port("bridge")
+        args = ["-m", BRIDGE_MODULE, "--host", LOOPBACK, "--port", str(port)]
+        args += ["--target", self.function_url("submit"), "--bucket", self.config.inbox_bucket]
+        return services.python_service(
+            "Eventarc bridge",
+            args,
+            health_url=f"{self.bridge_url}/healthz",
+            env={"PYTHONUNBUFFERED": "1"},
+            log_dir=self.log_dir,
+            log_name="bridge",
+        )
+
+    def _provision_pubsub(self) -> None:
+        config, topics = self.config, self.config.topics
+        for topic in (
+            topics.inbox_notifications,
+            topics.poll,
+            topics.job_finished,
+            topics.results,
+            topics.dead_letter,
+        ):
+            provision.ensure_topic(self.publisher, config.project, topic)
+
+        def topic_url(function: str, topic: str) -> str:
+            # The path names the topic, so functions-framework's CloudEvent source names it too.
+            return f"{self.function_url(function)}/projects/{config.project}/topics/{topic}"
+
+        for spec in (
+            SubscriptionSpec(config.results_subscription, topics.results),
+            SubscriptionSpec(config.dead_letter_subscription, topics.dead_letter),
+            SubscriptionSpec(
+                f"{topics.inbox_notifications}-eventarc",
+                topics.inbox_notifications,
+                push_endpoint=f"{self.bridge_url}/",
+                ack_deadline_seconds=PUSH_ACK_DEADLINE_SECONDS,
+                dead_letter_topic=topics.dead_letter,
+            ),
+            SubscriptionSpec(
+                f"{topics.poll}-poll",
+                topics.poll,
+                push_endpoint=topic_url("poll", topics.poll),
+                ack_deadline_seconds=PUSH_ACK_DEADLINE_SECONDS,
+                dead_letter_topic=topics.dead_letter,
+            ),
+            SubscriptionSpec(
+                f"{topics.job_finished}-complete",
+                topics.job_finished,
+                push_endpoint=topic_url("complete", topics.job_finished),
+                ack_deadline_seconds=PUSH_ACK_DEADLINE_SECONDS,
+                dead_letter_topic=topics.dead_letter,
+            ),
+        ):
+            provision.ensure_subscription(self.subscriber, config.project, spec)
+
+    def _clear_logs(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("pubsub", "firestore", "storage", "vertex", "bridge", *FUNCTION_NAMES):
+            with contextlib.suppress(FileNotFoundError):
+                (self.log_dir / f"{name}.log").unlink()
+
+    def _close_clients(self) -> None:
+        clients, self._clients = self._clients, {}
+        for key in ("publisher", "subscriber"):
+            if key in clients:
+                with contextlib.suppress(Exception):
+                    clients[key].transport.close()
+        if "storage" in clients:
+            with contextlib.suppress(Exception):
+                clients["storage"].close()
+
+
+def _interrupt(functions: list[Service]) -> None:
+    """Stop the functions with gunicorn's quick shutdown (SIGINT) instead of its graceful one.
+
+    On SIGTERM gunicorn waits for open keep-alive connections of the Pub/Sub emulator's pushes,
+    which makes stopping take seconds. What is left after the wait is stopped by the group.
+    """
+    functions = [service for service in functions if service.running]
+    for service in functions:
+        assert service.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.process.pid, signal.SIGINT)
+    deadline = time.monotonic() + FUNCTION_STOP_SECONDS
+    for service in functions:
+        assert service.process is not None
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            service.process.wait(timeout=max(deadline - time.monotonic(), 0.01))
+
+
+@contextlib.contextmanager
+def _ignoring_sigint() -> Iterator[None]:
+    """Hold Ctrl-C while stopping: a second one must not leave processes behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
