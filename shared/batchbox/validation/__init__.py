@@ -1,0 +1,44 @@
+"""Validation of Vertex AI batch input before a job is submitted.
+
+Each line of a batch input file is ``{"request": GenerateContentRequest, ...extra keys}``.
+:class:`FileValidator` streams a file in chunks, checks every line the way Vertex AI reads it
+(proto-JSON field names in camelCase or snake_case, the rules of the batch import that users
+hit in practice), and reports every problem with its line, JSON path, what was found, what is
+allowed and how to fix it. The runtime does not import ``google.genai``: field names come from a
+static table kept in step with the SDK by a test.
+
+Decisions where Vertex AI's behaviour is undocumented or disputed:
+
+- Blank and whitespace-only lines are skipped and counted, not errors; line numbers still
+  count them. A UTF-8 byte order mark at the start is skipped; CRLF line ends are accepted.
+- ``role`` may be omitted only in a single-turn request; in a multi-turn request every turn
+  needs ``"user"`` or ``"model"``. ``"system"`` is refused with a pointer to systemInstruction.
+- Object names ending in ``.jsonl`` or ``.json`` are accepted (the content check catches JSON
+  arrays and pretty-printed documents); any other name is refused.
+- ``fileData.fileUri`` may be ``gs://bucket/object`` or any http(s) URL (YouTube and public
+  URLs are read by Vertex AI); other schemes are refused.
+- A ``model`` key inside a request is accepted: it is a field of the request message, and the
+  batch job's own model is what runs.
+- Following proto-JSON, enum names are matched case-insensitively (Vertex AI accepts lowercase
+  schema types) and numbers may be quoted; a key path must keep one JSON type across lines.
+- Because Vertex AI imports batch input like a table, empty objects, ``null`` lists or list
+  items, ``$``-keywords and column-unsafe property names in schemas, schemas nested deeper than
+  15 levels, and a key path whose JSON type changes between lines are refused.
+"""
+
+from batchbox.validation.report import Limits, LineError, ValidationReport, ValidLine
+from batchbox.validation.validator import (
+    FileValidator,
+    validate_file,
+    validate_request,
+)
+
+__all__ = [
+    "FileValidator",
+    "Limits",
+    "LineError",
+    "ValidLine",
+    "ValidationReport",
+    "validate_file",
+    "validate_request",
+]

@@ -1,0 +1,123 @@
+"""Splitting a byte stream into lines, in bounded memory.
+
+The stream is read in fixed-size chunks, never whole. A line longer than the limit is not
+buffered: once it passes the limit its bytes are counted and dropped until the next newline.
+So memory stays near ``chunk_size + max_line_bytes`` whatever the file holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+CHUNK_SIZE = 1024 * 1024
+UTF8_BOM = b"\xef\xbb\xbf"
+
+# (1-based line number, the line's bytes without the newline or None when over the limit,
+# the line's size in bytes). The bytes may be a memoryview into the current chunk: valid until
+# the next line is requested.
+RawLine = tuple[int, bytes | memoryview | None, int]
+
+
+class ByteStream(Protocol):
+    """What the validator needs of a stream: bounded reads. Any ``BinaryIO`` fits."""
+
+    def read(self, size: int, /) -> bytes:
+        """Up to ``size`` bytes; ``b""`` at the end."""
+        ...
+
+
+class LineReader:
+    """Iterates over the lines of a binary stream.
+
+    Lines end with ``\\n``; a ``\\r`` before it stays in the line (JSON treats it as
+    whitespace). A UTF-8 byte order mark at the start of the stream is skipped. Reading stops,
+    with :attr:`over_file_limit` set, as soon as more than ``max_file_bytes`` have been read.
+    """
+
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        max_line_bytes: int,
+        max_file_bytes: int,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self._stream = stream
+        self._max_line = max_line_bytes
+        self._max_file = max_file_bytes
+        self._chunk_size = chunk_size
+        self.bytes_read = 0
+        self.over_file_limit = False
+        self.peak_pending_bytes = 0  # the most bytes of an unfinished line held at once
+
+    def __iter__(self) -> Iterator[RawLine]:
+        number = 0
+        pending: list[bytes] = []  # the start of a line whose end is in a later chunk
+        pending_size = 0
+        skipped = -1  # >= 0 while dropping an over-long line: its size so far
+        max_line = self._max_line
+        for chunk in self._chunks():
+            # Lines inside a chunk are handed out as memoryview slices: no copy. Only a line
+            # that straddles two chunks is joined.
+            view = memoryview(chunk)
+            start = 0
+            end = chunk.find(b"\n")
+            while end >= 0:
+                number += 1
+                if skipped >= 0:
+                    yield number, None, skipped + end - start
+                    skipped = -1
+                elif pending:
+                    pending.append(chunk[start:end])
+                    line = b"".join(pending)
+                    pending, pending_size = [], 0
+                    yield number, (line if len(line) <= max_line else None), len(line)
+                elif end - start > max_line:
+                    yield number, None, end - start
+                else:
+                    yield number, view[start:end], end - start
+                start = end + 1
+                end = chunk.find(b"\n", start)
+            tail = len(chunk) - start  # an unfinished line
+            if skipped >= 0:
+                skipped += tail
+            elif pending_size + tail > max_line:
+                skipped = pending_size + tail
+                pending, pending_size = [], 0
+            elif tail:
+                pending.append(chunk[start:])
+                pending_size += tail
+                self.peak_pending_bytes = max(self.peak_pending_bytes, pending_size)
+        if skipped >= 0:
+            yield number + 1, None, skipped
+        elif pending:
+            yield number + 1, b"".join(pending), pending_size
+
+    def _chunks(self) -> Iterator[bytes]:
+        first = True
+        while True:
+            chunk = self._stream.read(self._chunk_size)
+            if not chunk:
+                return
+            self.bytes_read += len(chunk)
+            if self.bytes_read > self._max_file:
+                self.over_file_limit = True
+                return
+            if first:
+                chunk = self._skip_bom(chunk)
+                first = False
+                if self.bytes_read > self._max_file:
+                    self.over_file_limit = True
+                    return
+            yield chunk
+
+    def _skip_bom(self, chunk: bytes) -> bytes:
+        # A stream may hand out fewer bytes than asked: make sure three are there to compare.
+        while len(chunk) < len(UTF8_BOM):
+            more = self._stream.read(self._chunk_size)
+            if not more:
+                break
+            self.bytes_read += len(more)
+            chunk += more
+        return chunk[len(UTF8_BOM) :] if chunk.startswith(UTF8_BOM) else chunk

@@ -1,0 +1,163 @@
+"""What validation produces: limits, one error, one valid line and the report of a whole file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# A report lists at most this many errors per line, so one hostile line (a list of a million
+# nulls) cannot crowd out the errors of every other line.
+MAX_ERRORS_PER_LINE = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Caps applied while reading an input file. The defaults follow what users report for
+    Vertex AI batch input (about 200,000 requests and 1 GB per file); keep them configurable."""
+
+    max_line_bytes: int = 10 * 1024 * 1024
+    max_lines: int = 200_000
+    max_file_bytes: int = 1024**3
+    max_errors: int = 100  # errors kept in the report; counting continues past it
+
+
+@dataclass(frozen=True, slots=True)
+class LineError:
+    """One problem, located precisely enough to fix without reading the validator.
+
+    ``line`` is 1-based (``None`` for a problem with the file as a whole); ``path`` is a JSON
+    path written with the user's own spelling of keys, e.g. ``request.contents[0].role``
+    (``""`` when the whole line or file is at fault).
+    """
+
+    line: int | None
+    path: str
+    code: str
+    found: str
+    allowed: str
+    fix: str
+
+    def message(self) -> str:
+        """One human-readable line: where, what was found, what is allowed, how to fix it.
+
+        An error without a line is about the whole file, unless it has a path (a request
+        checked on its own, outside a file).
+        """
+        if self.line is not None:
+            where = f"line {self.line}, {self.path}" if self.path else f"line {self.line}"
+        else:
+            where = self.path or "file"
+        return f"{where}: found {self.found}; allowed: {self.allowed}. Fix: {self.fix}"
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready mapping, with the rendered message included for convenience."""
+        return {
+            "line": self.line,
+            "path": self.path,
+            "code": self.code,
+            "found": self.found,
+            "allowed": self.allowed,
+            "fix": self.fix,
+            "message": self.message(),
+        }
+
+    def at_line(self, line: int) -> LineError:
+        """The same error, placed on a line of a file."""
+        return LineError(line, self.path, self.code, self.found, self.allowed, self.fix)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidLine:
+    """A line that passed every check: its 1-based number and the parsed object, unchanged."""
+
+    line: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The outcome of validating one input file.
+
+    ``fatal`` means the file as a whole is unusable (empty, not JSONL, over a file limit):
+    nothing from it may be submitted, not even the valid lines. ``error_count`` counts every
+    error found, while ``errors`` keeps only the first ``Limits.max_errors`` in line order.
+    """
+
+    ok: bool
+    lines_total: int
+    lines_valid: int
+    lines_invalid: int
+    blank_lines: int
+    bytes_read: int
+    error_count: int
+    errors: tuple[LineError, ...]
+    fatal: bool
+    id_field: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping of the whole report."""
+        return {
+            "ok": self.ok,
+            "fatal": self.fatal,
+            "lines_total": self.lines_total,
+            "lines_valid": self.lines_valid,
+            "lines_invalid": self.lines_invalid,
+            "blank_lines": self.blank_lines,
+            "bytes_read": self.bytes_read,
+            "error_count": self.error_count,
+            "errors_shown": len(self.errors),
+            "id_field": self.id_field,
+            "errors": [error.to_dict() for error in self.errors],
+        }
+
+    def render_text(self, *, source: str) -> str:
+        """A plain-text report for people: a summary, one line per error, and what to do."""
+        lines = [f"Validation report for {source}", "", self._verdict(), ""]
+        lines.append(
+            f"Lines: {_count(self.lines_total, 'request')} ({self.lines_valid} valid, "
+            f"{self.lines_invalid} invalid), {_count(self.blank_lines, 'blank line')} skipped; "
+            f"{_count(self.bytes_read, 'byte')} read."
+        )
+        if self.id_field is not None:
+            lines.append(f"Lines are identified by the top-level key {self.id_field!r}.")
+        if self.errors:
+            shown = len(self.errors)
+            header = f"Errors ({shown} shown" + (
+                f" of {self.error_count})" if self.error_count > shown else ")"
+            )
+            lines += ["", header + ":"]
+            lines += [f"  {error.message()}" for error in self.errors]
+        lines += ["", *self._advice()]
+        return "\n".join(lines) + "\n"
+
+    def _verdict(self) -> str:
+        if self.ok:
+            return f"Result: OK, {_count(self.lines_valid, 'valid request')}."
+        if self.fatal:
+            return "Result: REJECTED. The file as a whole cannot be submitted."
+        return (
+            f"Result: {_count(self.error_count, 'error')} in {self.lines_invalid} of "
+            f"{_count(self.lines_total, 'request')}."
+        )
+
+    def _advice(self) -> list[str]:
+        if self.ok:
+            return ["Nothing to fix."]
+        advice = [
+            "How to fix: each error names the line, the JSON path inside it, what was found,",
+            "what is allowed and what to change. Fix the lines and upload the file again.",
+        ]
+        if self.error_count > len(self.errors):
+            advice.append(
+                "Only the first errors are listed; run the validator again after fixing them."
+            )
+        if not self.fatal and self.lines_valid:
+            advice.append(
+                f"The valid lines ({self.lines_valid}) can be submitted on their own if partial "
+                "submission is enabled."
+            )
+        return advice
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

@@ -1,0 +1,335 @@
+"""Validating a whole input file as a stream: framing, parsing, checking, ids, file-level caps."""
+
+from __future__ import annotations
+
+import collections
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from batchbox.validation.checker import LineChecker
+from batchbox.validation.framing import ByteStream, LineReader
+from batchbox.validation.messages import describe
+from batchbox.validation.report import Limits, LineError, ValidationReport, ValidLine
+from batchbox.validation.request import check_record, check_request
+
+# ``.jsonl`` is the format's name; ``.json`` is accepted too, because many tools name JSONL
+# files that way and the content check below catches real JSON documents (arrays, pretty
+# printing) on their first line anyway.
+ACCEPTED_SUFFIXES = (".jsonl", ".json")
+
+_BRACE = 0x7B  # b"{"[0]: nearly every line starts with it, which skips the blank-line test
+_NON_FINITE = re.compile(rb"-?(?:NaN|Infinity|inf|nan)\b")
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_NOT_PARSED = object()
+
+
+class FileValidator:
+    """Validates one JSONL input file, streaming, in constant memory.
+
+    Blank and whitespace-only lines are skipped and counted (``blank_lines``), not errors:
+    they are harmless to a reader and common at the end of files. Line numbers count every
+    line, blank ones included, so they match what an editor shows.
+
+    ``name`` is the object's name: when given, it must end in ``.jsonl`` or ``.json``.
+    ``id_field`` names the top-level key that identifies lines (for matching results); when
+    lines carry it, its value must be a non-empty string or an integer, unique in the file.
+    Seen ids are kept in memory, a few tens of megabytes at ``max_lines`` long ids.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing the default is safe
+        id_field: str | None = "id",
+        name: str | None = None,
+    ) -> None:
+        self._limits = limits
+        self._id_field = id_field
+        self._name = name
+        self._checker = LineChecker(track_types=True)
+        self._errors: list[LineError] = []
+        self._error_count = 0
+        self._fatal = False
+        self._lines_total = 0
+        self._lines_valid = 0
+        self._blank_lines = 0
+        self._bytes_read = 0
+        self._ids: dict[object, int] = {}
+        self._started = False
+
+    def lines(self, stream: ByteStream) -> Iterator[ValidLine]:
+        """Read ``stream`` in chunks, validate every line, and yield each valid line.
+
+        Errors are recorded as they are found; once the iterator is exhausted, :attr:`report`
+        is complete. Lines are yielded before the end of the file is known, so a caller that
+        submits them must still check ``report.fatal`` at the end (an oversized file is only
+        known to be oversized when its limit is crossed) and discard everything if it is set.
+        """
+        if self._started:
+            raise RuntimeError("a FileValidator validates one stream; create another")
+        self._started = True
+        if not self._name_accepted():
+            return
+        limits = self._limits
+        reader = LineReader(
+            stream, max_line_bytes=limits.max_line_bytes, max_file_bytes=limits.max_file_bytes
+        )
+        try:
+            for number, data, size in reader:
+                if data is not None and (not data or data[0] != _BRACE) and _blank(data):
+                    self._blank_lines += 1
+                    continue
+                self._lines_total += 1
+                if self._lines_total > limits.max_lines:
+                    self._lines_total -= 1
+                    self._too_many_lines()
+                    break
+                if self._lines_total == 1 and data is not None and self._not_jsonl(bytes(data)):
+                    break
+                valid = self._check_line(number, data, size)
+                if valid is not None:
+                    yield valid
+                if self._fatal:
+                    break
+        finally:
+            self._bytes_read = reader.bytes_read
+            self._finish(reader)
+
+    @property
+    def report(self) -> ValidationReport:
+        """The report of what has been read so far (complete once :meth:`lines` is exhausted)."""
+        invalid = self._lines_total - self._lines_valid
+        return ValidationReport(
+            ok=self._error_count == 0 and not self._fatal,
+            lines_total=self._lines_total,
+            lines_valid=self._lines_valid,
+            lines_invalid=invalid,
+            blank_lines=self._blank_lines,
+            bytes_read=self._bytes_read,
+            error_count=self._error_count,
+            errors=tuple(self._errors),
+            fatal=self._fatal,
+            id_field=self._id_field if self._ids else None,
+        )
+
+    # --- One line ---------------------------------------------------------------------------
+
+    def _check_line(
+        self, number: int, data: bytes | memoryview | None, size: int
+    ) -> ValidLine | None:
+        checker = self._checker
+        checker.begin(number)
+        record: Any = _NOT_PARSED
+        if data is None:
+            self._line_too_long(size)
+        else:
+            record = self._parse(data)
+        if record is not _NOT_PARSED:
+            check_record(checker, record)
+            self._check_id(record)
+        # An unparsed line is never valid, even when its error went to the file (not_jsonl).
+        valid = record is not _NOT_PARSED and checker.error_count == 0
+        checker.end(valid=valid)
+        if not valid:
+            self._keep(checker.errors, checker.error_count)
+            return None
+        self._lines_valid += 1
+        return ValidLine(number, record)
+
+    def _parse(self, view: bytes | memoryview) -> Any:
+        try:
+            return orjson.loads(view)
+        except orjson.JSONDecodeError as exc:
+            data = bytes(view)
+            found, allowed, fix, code = _json_error(data, exc)
+            if self._lines_valid == 0 and self._lines_total == 1 and _opens_document(data):
+                self._file_error(
+                    "not_jsonl",
+                    "a JSON document spread over several lines",
+                    "JSONL: one complete JSON object per line",
+                    "write each request on a single line (e.g. json.dumps(obj) per line, "
+                    "without indent)",
+                )
+            else:
+                self._checker.fail("", code, found, allowed, fix)
+            return _NOT_PARSED
+
+    def _line_too_long(self, size: int) -> None:
+        limit = self._limits.max_line_bytes
+        self._checker.fail(
+            "",
+            "line_too_long",
+            f"a line of {size} bytes",
+            f"lines of at most {limit} bytes",
+            "move large media to Cloud Storage and reference it with fileData.fileUri "
+            "instead of inlineData",
+        )
+
+    def _check_id(self, record: Any) -> None:
+        if self._id_field is None or type(record) is not dict:
+            return
+        value = record.get(self._id_field)
+        if value is None:
+            return
+        path = self._id_field
+        if (type(value) is str and value) or type(value) is int:
+            first = self._ids.setdefault(value, self._checker.line or 0)
+            if first != self._checker.line:
+                self._checker.fail(
+                    path,
+                    "duplicate_id",
+                    f"{value!r}, already used on line {first}",
+                    "an id used by one line only",
+                    "give every line its own id so results can be matched to requests",
+                )
+            return
+        self._checker.fail(
+            path,
+            "invalid_id",
+            describe(value),
+            "a non-empty string or an integer",
+            f"write {self._id_field} as a string or an integer",
+        )
+
+    # --- The file as a whole ----------------------------------------------------------------
+
+    def _name_accepted(self) -> bool:
+        name = self._name
+        if name is None or name.lower().endswith(ACCEPTED_SUFFIXES):
+            return True
+        hint = ""
+        if name.lower().endswith((".gz", ".zip", ".bz2", ".zst")):
+            hint = "; compressed files are not read: upload the uncompressed file"
+        self._file_error(
+            "not_jsonl",
+            f"the object name {name!r}",
+            "a JSONL file whose name ends in .jsonl (or .json)",
+            f"upload the requests as a .jsonl file{hint}",
+        )
+        return False
+
+    def _not_jsonl(self, data: bytes) -> bool:
+        """Check the first non-blank line for signs that the file is not JSONL at all."""
+        start = data.lstrip()
+        if start.startswith(b"["):
+            self._file_error(
+                "json_array",
+                "a JSON array (the file starts with '[')",
+                "JSONL: one JSON object per line, not an array of objects",
+                "write each element of the array on its own line, without the brackets and "
+                "commas between them",
+            )
+            return True
+        if data.startswith(_UTF16_BOMS):
+            self._file_error(
+                "invalid_utf8",
+                "a UTF-16 byte order mark",
+                "UTF-8 text",
+                "save the file as UTF-8",
+            )
+            return True
+        return False
+
+    def _too_many_lines(self) -> None:
+        limit = self._limits.max_lines
+        self._file_error(
+            "too_many_lines",
+            f"more than {limit} requests",
+            f"at most {limit} requests per file",
+            f"split the file into files of at most {limit} requests each",
+        )
+
+    def _finish(self, reader: LineReader) -> None:
+        if reader.over_file_limit:
+            limit = self._limits.max_file_bytes
+            self._file_error(
+                "file_too_large",
+                f"more than {limit} bytes",
+                f"files of at most {limit} bytes",
+                "split the file into smaller files, or move inline media to Cloud Storage",
+            )
+        elif self._lines_total == 0 and not self._fatal:
+            self._file_error(
+                "empty_file",
+                "no requests" + (" (only blank lines)" if self._blank_lines else ""),
+                "at least one line holding a request",
+                'write one request per line, e.g. {"request": {"contents": [...]}}',
+            )
+
+    def _file_error(self, code: str, found: str, allowed: str, fix: str) -> None:
+        # Fatal errors are always kept, even past max_errors: they explain why nothing ran.
+        self._fatal = True
+        self._error_count += 1
+        self._errors.append(LineError(None, "", code, found, allowed, fix))
+
+    def _keep(self, errors: list[LineError], count: int) -> None:
+        room = self._limits.max_errors - len(self._errors)
+        if room > 0:
+            self._errors.extend(errors[:room])
+        self._error_count += count
+
+
+def _blank(data: bytes | memoryview) -> bool:
+    return not bytes(data).strip()
+
+
+def _opens_document(data: bytes) -> bool:
+    # A first line that only opens an object or array is pretty-printed JSON, not JSONL.
+    return data.rstrip().endswith((b"{", b"["))
+
+
+def _json_error(data: bytes, exc: orjson.JSONDecodeError) -> tuple[str, str, str, str]:
+    """(found, allowed, fix, code) for a line orjson refused."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return (
+            f"the byte 0x{data[bad.start]:02x} at byte offset {bad.start} of the line",
+            "UTF-8 text",
+            "save the file as UTF-8 (it looks like another encoding, e.g. Latin-1)",
+            "invalid_utf8",
+        )
+    offset = len(text[: exc.pos].encode("utf-8"))
+    window = data[max(0, offset - 1) : offset + 10]
+    match = _NON_FINITE.search(window)
+    if match is not None:
+        return (
+            f"{match.group().decode()} at column {exc.colno}",
+            "finite numbers: JSON has no NaN or Infinity",
+            "write null or a finite number (Python's json.dumps writes NaN unless "
+            "allow_nan=False; replace such values before writing the file)",
+            "non_finite_number",
+        )
+    return (
+        f"invalid JSON: {exc.msg} at column {exc.colno}",
+        "one complete JSON object per line",
+        "fix the JSON syntax of this line (a JSON encoder such as json.dumps never produces this)",
+        "invalid_json",
+    )
+
+
+def validate_request(obj: Any, *, path: str = "request") -> list[LineError]:
+    """Check one parsed GenerateContentRequest, without any cross-line checks.
+
+    Errors carry ``line=None``; a caller validating lines of a file fills it in.
+    """
+    checker = LineChecker(track_types=False)
+    checker.begin(None)
+    check_request(checker, obj, path)
+    return list(checker.errors)
+
+
+def validate_file(
+    stream: ByteStream,
+    *,
+    limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing the default is safe
+    id_field: str | None = "id",
+    name: str | None = None,
+) -> ValidationReport:
+    """Validate a whole stream and return the report (the valid lines are not kept)."""
+    validator = FileValidator(limits=limits, id_field=id_field, name=name)
+    collections.deque(validator.lines(stream), maxlen=0)
+    return validator.report
