@@ -501,7 +501,7 @@ def submit_job(record: JobRecord, deps: SubmitDeps, *, running: int | None = Non
                 "stage": Stage.ACTIVE,
                 "vertex_job": job.name,
                 "vertex_state": job.state if job.state is not VertexState.UNSPECIFIED else VertexState.QUEUED,
-                "submitted_at": job.create_time or now,
+                "submitted_at": now,  # our own clock: the watchdog compares against it
                 "lease_until": None,
             }
         )

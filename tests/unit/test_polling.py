@@ -54,7 +54,7 @@ def test_final_states_are_announced_exactly_once(state: VertexState) -> None:
 
 
 def test_overlapping_ticks_announce_once() -> None:
-    deps = make_deps()
+    deps = make_deps(make_settings(max_running_jobs=100))
     records = [submitted(deps, f"f{i}.jsonl") for i in range(20)]
     for record in records:
         deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED)

