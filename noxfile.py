@@ -39,7 +39,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """Start the local cloud, drop examples/hello.jsonl in the inbox, print the result event, stop."""
+    """Start the local cloud, drop examples/hello.jsonl, print the result event, stop."""
     session.install("-e", ".[local]")
     session.run("python", "-m", "batchbox.local", "demo", *session.posargs)
 
@@ -71,5 +71,12 @@ def checkov(session: nox.Session) -> None:
     """checkov static checks of infra/ (its own venv: its hcl2 module shadows python-hcl2)."""
     session.install("checkov>=3,<4")
     session.run(
-        "checkov", "-d", "infra", "--framework", "terraform", "--skip-download", "--compact", "--quiet"
+        "checkov",
+        "-d",
+        "infra",
+        "--framework",
+        "terraform",
+        "--skip-download",
+        "--compact",
+        "--quiet",
     )

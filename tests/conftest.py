@@ -57,7 +57,7 @@ def firestore_host(_service_group: services.ServiceGroup, emulator_logs: Path) -
 
 @pytest.fixture(scope="session")
 def storage_host(_service_group: services.ServiceGroup, emulator_logs: Path) -> str:
-    """fake-gcs-server (memory backend); returns the ``http://host:port`` for STORAGE_EMULATOR_HOST."""
+    """fake-gcs-server (memory backend); returns ``http://host:port`` for STORAGE_EMULATOR_HOST."""
     port = services.free_port()
     _service_group.start(services.storage_service(port, log_dir=emulator_logs))
     host = f"http://{services.LOOPBACK}:{port}"

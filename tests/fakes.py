@@ -34,18 +34,24 @@ class MemoryBlobStore:
 
         class Reader(io.BytesIO):
             def read(self, size: int | None = -1) -> bytes:
-                store.max_read = max(store.max_read, size if size and size > 0 else len(self.getvalue()))
+                store.max_read = max(
+                    store.max_read, size if size and size > 0 else len(self.getvalue())
+                )
                 return super().read(size)
 
         yield Reader(self.objects[uri])
 
     @contextmanager
-    def open_write(self, uri: str, *, content_type: str = "application/octet-stream") -> Iterator[BinaryIO]:
+    def open_write(
+        self, uri: str, *, content_type: str = "application/octet-stream"
+    ) -> Iterator[BinaryIO]:
         buffer = io.BytesIO()
         yield buffer
         self.objects[uri] = buffer.getvalue()
 
-    def write_bytes(self, uri: str, data: bytes, *, content_type: str = "application/octet-stream") -> None:
+    def write_bytes(
+        self, uri: str, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> None:
         self.objects[uri] = data
 
     def read_bytes(self, uri: str) -> bytes:
@@ -108,12 +114,19 @@ class FakeBatchJobs:
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
     crash_after_create: bool = False
 
-    def create(self, *, model: str, source_uri: str, dest_uri: str, display_name: str) -> BatchJobInfo:
+    def create(
+        self, *, model: str, source_uri: str, dest_uri: str, display_name: str
+    ) -> BatchJobInfo:
         if self.create_errors:
             raise self.create_errors.pop(0)
         name = f"projects/p/locations/l/batchPredictionJobs/{next(self._ids)}"
-        job = BatchJobInfo(name=name, display_name=display_name, state=VertexState.QUEUED, model=model,
-                           create_time=dt.datetime.now(dt.UTC))
+        job = BatchJobInfo(
+            name=name,
+            display_name=display_name,
+            state=VertexState.QUEUED,
+            model=model,
+            create_time=dt.datetime.now(dt.UTC),
+        )
         self.jobs[name] = job
         self.created.append(name)
         if self.crash_after_create:
@@ -136,12 +149,24 @@ class FakeBatchJobs:
         self.cancelled.append(name)
         self.set_state(name, VertexState.CANCELLING)
 
-    def set_state(self, name: str, state: VertexState, *, counts: Counts | None = None,
-                  output_directory: str | None = None, error: dict[str, object] | None = None) -> None:
+    def set_state(
+        self,
+        name: str,
+        state: VertexState,
+        *,
+        counts: Counts | None = None,
+        output_directory: str | None = None,
+        error: dict[str, object] | None = None,
+    ) -> None:
         from dataclasses import replace
 
-        self.jobs[name] = replace(self.jobs[name], state=state, counts=counts,
-                                  output_directory=output_directory, error=error)
+        self.jobs[name] = replace(
+            self.jobs[name],
+            state=state,
+            counts=counts,
+            output_directory=output_directory,
+            error=error,
+        )
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The exceptions batchbox raises, split by what the platform should do with the event.
 
-``RetryableError`` means "raise, get HTTP 500, let Pub/Sub or Eventarc redeliver". ``PermanentError``
-means "record it, report it, acknowledge the event": retrying can never help. Adapters translate
-SDK errors into these; the core never sees a cloud library's exception.
+``RetryableError`` means "raise, get HTTP 500, let Pub/Sub or Eventarc redeliver".
+``PermanentError`` means "record it, report it, acknowledge the event": retrying can never help.
+Adapters translate SDK errors into these; the core never sees a cloud library's exception.
 """
 
 from __future__ import annotations

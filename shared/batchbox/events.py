@@ -134,7 +134,7 @@ def event_id(job_id: str, outcome: Outcome) -> str:
 
 
 class PublishedEvent(_Strict):
-    """An event ready to publish; stored in the job record first, so a retry republishes it as is."""
+    """An event ready to publish; stored in the job record first, so a retry republishes it."""
 
     attributes: dict[str, str]
     data: dict[str, Any]

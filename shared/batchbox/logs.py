@@ -18,7 +18,9 @@ from typing import Any
 
 import orjson
 
-_labels: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("batchbox_labels", default={})  # noqa: B039 (never mutated)
+_labels: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar(
+    "batchbox_labels", default=None
+)
 
 _SEVERITY = {
     logging.DEBUG: "DEBUG",
@@ -39,8 +41,7 @@ class JsonFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "logger": record.name,
         }
-        labels = _labels.get()
-        if labels:
+        if labels := _labels.get():
             entry["logging.googleapis.com/labels"] = labels
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
@@ -68,7 +69,7 @@ def get_logger(name: str) -> logging.Logger:
 @contextlib.contextmanager
 def bind(**labels: str | None) -> Iterator[None]:
     """Attach correlation labels to every log line written inside the block."""
-    merged = {**_labels.get(), **{k: str(v) for k, v in labels.items() if v is not None}}
+    merged = {**(_labels.get() or {}), **{k: str(v) for k, v in labels.items() if v is not None}}
     token = _labels.set(merged)
     try:
         yield

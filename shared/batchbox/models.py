@@ -41,7 +41,7 @@ class VertexState(StrEnum):
 
     @property
     def is_final(self) -> bool:
-        """Final states, decided by batchbox itself: the SDK's ``done`` misses PARTIALLY_SUCCEEDED."""
+        """Final states, by batchbox's own list: the SDK's ``done`` misses PARTIALLY_SUCCEEDED."""
         return self in FINAL_STATES
 
 

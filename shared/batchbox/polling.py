@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 import orjson
 
 from batchbox import errors
-from batchbox.events import JobEventData, Outcome, Outputs, Timings, build_event, publish, source_for
+from batchbox.events import (
+    JobError,
+    JobEventData,
+    Outcome,
+    Outputs,
+    Timings,
+    build_event,
+    publish,
+    source_for,
+)
 from batchbox.logs import bind, get_logger
 from batchbox.models import POLLED_STAGES, Counts, JobRecord, Stage, VertexState
 from batchbox.ports import BatchJobInfo
@@ -102,7 +111,9 @@ def _apply(
 ) -> None:
     now = deps.clock()
     if isinstance(result, errors.NotFoundError):
-        _park(record, deps, report, f"the batch job {record.vertex_job} no longer exists on Vertex AI")
+        _park(
+            record, deps, report, f"the batch job {record.vertex_job} no longer exists on Vertex AI"
+        )
         return
     if isinstance(result, Exception):
         report.errors += 1
@@ -118,7 +129,10 @@ def _apply(
             return None
         if current.vertex_state is job.state and current.counts == job.counts:
             return None
-        update: dict[str, object] = {"vertex_state": job.state, "counts": job.counts or current.counts}
+        update: dict[str, object] = {
+            "vertex_state": job.state,
+            "counts": job.counts or current.counts,
+        }
         if job.state.is_final:
             moved_to_finished = True
             update |= {
@@ -126,14 +140,20 @@ def _apply(
                 "finished_at": job.end_time or now,
                 "output_directory": job.output_directory,
                 "error": job.error,
-                "notify_lease_until": now + dt.timedelta(seconds=deps.settings.notify_lease_seconds),
+                "notify_lease_until": now
+                + dt.timedelta(seconds=deps.settings.notify_lease_seconds),
             }
         return current.model_copy(update=update)
 
     updated = deps.registry.update(record.job_id, transition)
     if updated is not None:
         report.changed += 1
-        log.info("job %s is %s", record.job_id, job.state, extra={"fields": {"counts": _counts(job.counts)}})
+        log.info(
+            "job %s is %s",
+            record.job_id,
+            job.state,
+            extra={"fields": {"counts": _counts(job.counts)}},
+        )
     if updated is not None and moved_to_finished:
         report.finished.append(record.job_id)
         _publish_finished(updated, deps, report)
@@ -146,7 +166,11 @@ def _counts(counts: Counts | None) -> dict[str, int] | None:
 
 
 def _publish_finished(record: JobRecord, deps: SubmitDeps, report: TickReport) -> None:
-    message = {"job_id": record.job_id, "vertex_job": record.vertex_job, "state": str(record.vertex_state)}
+    message = {
+        "job_id": record.job_id,
+        "vertex_job": record.vertex_job,
+        "state": str(record.vertex_state),
+    }
     deps.publisher.publish(
         deps.settings.job_finished_topic,
         orjson.dumps(message),
@@ -155,9 +179,9 @@ def _publish_finished(record: JobRecord, deps: SubmitDeps, report: TickReport) -
     now = deps.clock()
     deps.registry.update(
         record.job_id,
-        lambda current: current.model_copy(update={"notified_at": now})
-        if current.notified_at is None
-        else None,
+        lambda current: (
+            current.model_copy(update={"notified_at": now}) if current.notified_at is None else None
+        ),
     )
     report.notified.append(record.job_id)
 
@@ -179,7 +203,10 @@ def _notify_if_due(record: JobRecord, deps: SubmitDeps, report: TickReport) -> N
         return current.model_copy(update={"notify_lease_until": lease})
 
     if (renewed := deps.registry.update(record.job_id, renew)) is not None:
-        log.warning("announcing finished job %s again: the last announcement was not recorded", record.job_id)
+        log.warning(
+            "announcing finished job %s again: the last announcement was not recorded",
+            record.job_id,
+        )
         _publish_finished(renewed, deps, report)
 
 
@@ -187,7 +214,9 @@ def _park(record: JobRecord, deps: SubmitDeps, report: TickReport, reason: str) 
     def park(current: JobRecord) -> JobRecord | None:
         if current.stage is not Stage.ACTIVE:
             return None
-        return current.model_copy(update={"stage": Stage.PARKED, "error": {"code": "parked", "message": reason}})
+        return current.model_copy(
+            update={"stage": Stage.PARKED, "error": {"code": "parked", "message": reason}}
+        )
 
     if deps.registry.update(record.job_id, park) is not None:
         report.parked.append(record.job_id)
@@ -213,7 +242,9 @@ def _submit_pending(
             running += 1
 
 
-def _try_submit(record: JobRecord, deps: SubmitDeps, report: TickReport, *, running: int | None) -> bool:
+def _try_submit(
+    record: JobRecord, deps: SubmitDeps, report: TickReport, *, running: int | None
+) -> bool:
     with bind(job_id=record.job_id, input_uri=record.input_uri):
         try:
             result = submit_job(record, deps, running=running)
@@ -274,18 +305,22 @@ def _warn_stalled(record: JobRecord, deps: SubmitDeps, report: TickReport, age: 
             submitted_at=marked.submitted_at,
             running_seconds=round(age, 3),
         ),
-        error={  # type: ignore[arg-type]
-            "code": "stalled",
-            "message": f"active for {age:.0f}s, longer than BATCHBOX_STALL_WARNING_SECONDS="
+        error=JobError(
+            code="stalled",
+            message=f"active for {age:.0f}s, longer than BATCHBOX_STALL_WARNING_SECONDS="
             f"{settings.stall_warning_seconds}"
             + (
                 f"; it will be cancelled after {settings.stall_cancel_seconds}s"
                 if settings.stall_cancel_seconds
                 else ""
             ),
-        },
+        ),
     )
-    publish(deps.publisher, settings.results_topic, build_event(data, source=source_for(settings.project, settings.location), time=now))
+    publish(
+        deps.publisher,
+        settings.results_topic,
+        build_event(data, source=source_for(settings.project, settings.location), time=now),
+    )
 
 
 def _cancel_stalled(record: JobRecord, deps: SubmitDeps, report: TickReport, age: float) -> None:
@@ -303,7 +338,9 @@ def _cancel_stalled(record: JobRecord, deps: SubmitDeps, report: TickReport, age
         deps.batch.cancel(record.vertex_job)
     except errors.BatchboxError as exc:
         # Undo the mark so the next tick tries again.
-        deps.registry.update(record.job_id, lambda c: c.model_copy(update={"stall_cancelled_at": None}))
+        deps.registry.update(
+            record.job_id, lambda c: c.model_copy(update={"stall_cancelled_at": None})
+        )
         log.warning("could not cancel stalled job %s: %s", record.job_id, exc)
         return
     report.cancelled.append(record.job_id)

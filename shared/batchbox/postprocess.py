@@ -3,8 +3,8 @@
 Vertex writes ``predictions.jsonl`` rows in its own order, echoing each request (keys sorted) and
 the input line's extra top-level keys. batchbox matches rows to inputs by the ``batchbox-line``
 request label it added to the staged copy of the input, so order never matters; the input's own id
-field, echoed by Vertex, is carried into every result row beside it. Two streaming passes, constant memory apart from a small table of failed
-lines:
+field, echoed by Vertex, is carried into every result row beside it. Two streaming passes, in
+constant memory apart from a small table of failed lines:
 
 1. every predictions file of the job's own output folder → ``results.jsonl`` (successful rows)
    while noting which input lines succeeded and which failed, and why;
@@ -28,6 +28,7 @@ import orjson
 from batchbox import errors
 from batchbox.events import (
     CostEstimate,
+    JobError,
     JobEventData,
     Outcome,
     Outputs,
@@ -137,7 +138,13 @@ def usage_of(response: dict[str, Any]) -> dict[str, int]:
     thoughts = _int(meta.get("thoughtsTokenCount"))
     cached = _int(meta.get("cachedContentTokenCount"))
     total = _int(meta.get("totalTokenCount")) or prompt + candidates + thoughts
-    return {"prompt": prompt, "candidates": candidates, "thoughts": thoughts, "cached": cached, "total": total}
+    return {
+        "prompt": prompt,
+        "candidates": candidates,
+        "thoughts": thoughts,
+        "cached": cached,
+        "total": total,
+    }
 
 
 def read_row(row: dict[str, Any]) -> RowOutcome:
@@ -151,14 +158,21 @@ def read_row(row: dict[str, Any]) -> RowOutcome:
     if not candidates:
         feedback = response.get("promptFeedback") if isinstance(response, dict) else None
         reason = (feedback or {}).get("blockReason")
-        message = f"the prompt was blocked: {reason}" if reason else "the response has no candidates"
+        message = (
+            f"the prompt was blocked: {reason}" if reason else "the response has no candidates"
+        )
         return RowOutcome(False, message, "blocked" if reason else "no_candidates", "", None, usage)
     first = candidates[0] or {}
     finish = first.get("finishReason")
     parts = (first.get("content") or {}).get("parts") or []
     if not parts:
         return RowOutcome(
-            False, f"no content (finish reason {finish or 'unknown'})", f"no_content_{finish or 'unknown'}".lower(), "", finish, usage
+            False,
+            f"no content (finish reason {finish or 'unknown'})",
+            f"no_content_{finish or 'unknown'}".lower(),
+            "",
+            finish,
+            usage,
         )
     text = "".join(p.get("text", "") for p in parts if isinstance(p, dict) and not p.get("thought"))
     return RowOutcome(True, None, "ok", text, finish, usage)
@@ -194,7 +208,9 @@ def prediction_files(blobs: BlobStore, output_directory: str | None) -> list[str
     ]
 
 
-def _result_row(row: dict[str, Any], line: int | None, outcome: RowOutcome, id_field: str) -> dict[str, Any]:
+def _result_row(
+    row: dict[str, Any], line: int | None, outcome: RowOutcome, id_field: str
+) -> dict[str, Any]:
     response = row.get("response") or {}
     result: dict[str, Any] = {"line": line}
     if id_field in row:
@@ -210,7 +226,9 @@ def _result_row(row: dict[str, Any], line: int | None, outcome: RowOutcome, id_f
     return result
 
 
-def read_predictions(files: list[str], blobs: BlobStore, results: BinaryIO, tally: Tally, id_field: str) -> None:
+def read_predictions(
+    files: list[str], blobs: BlobStore, results: BinaryIO, tally: Tally, id_field: str
+) -> None:
     """Pass 1: stream every predictions row, write successful ones, note every line's state."""
     for uri in files:
         with blobs.open_read(uri) as stream:
@@ -274,13 +292,21 @@ def write_errors(staged_uri: str | None, blobs: BlobStore, out: BinaryIO, tally:
                     continue
                 if tally.state(line) == _UNSEEN:
                     missing += 1
-                    error = {"kind": "missing", "message": "no output row for this request (the job ended before it was processed)"}
+                    error = {
+                        "kind": "missing",
+                        "message": "no output row for this request "
+                        "(the job ended before it was processed)",
+                    }
                 else:
                     error = {"kind": "failed", "message": tally.messages[tally.failures[line]]}
                 row = _strip_label(record)
-                out.write(orjson.dumps({**row, "batchbox_line": line, "batchbox_error": error}) + b"\n")
+                out.write(
+                    orjson.dumps({**row, "batchbox_line": line, "batchbox_error": error}) + b"\n"
+                )
     except errors.NotFoundError:
-        log.error("staged input %s is gone: errors.jsonl lists only what the predictions said", staged_uri)
+        log.error(
+            "staged input %s is gone: errors.jsonl lists only what the predictions said", staged_uri
+        )
     return missing
 
 
@@ -316,9 +342,13 @@ def handle_job_finished(job_id: str, deps: SubmitDeps) -> PublishedEvent | None:
             now = deps.clock()
             deps.registry.update(
                 job_id,
-                lambda c: c.model_copy(update={"stage": Stage.PROCESSED, "processed_at": now, "lease_until": None})
-                if c.stage is Stage.FINISHED
-                else None,
+                lambda c: (
+                    c.model_copy(
+                        update={"stage": Stage.PROCESSED, "processed_at": now, "lease_until": None}
+                    )
+                    if c.stage is Stage.FINISHED
+                    else None
+                ),
             )
             log.info("published %s for job %s", event.attributes.get("ce-type"), job_id)
             return event
@@ -357,22 +387,34 @@ def _process(record: JobRecord, deps: SubmitDeps) -> JobRecord:
     files = prediction_files(deps.blobs, record.output_directory)
     with deps.blobs.open_write(outputs.results or "", content_type="application/jsonl") as results:
         read_predictions(files, deps.blobs, results, tally, settings.id_field)
-    with deps.blobs.open_write(outputs.errors or "", content_type="application/jsonl") as errors_out:
+    with deps.blobs.open_write(
+        outputs.errors or "", content_type="application/jsonl"
+    ) as errors_out:
         missing = write_errors(record.staged_uri, deps.blobs, errors_out, tally)
     now = deps.clock()
     data = event_data(record, tally, missing, outputs, settings, now)
-    summary = {**data.model_dump(mode="json"), "predictions_files": files, "rows": tally.rows,
-               "unmatched_rows": tally.unmatched, "duplicate_rows": tally.duplicates,
-               "finish_reasons": dict(tally.finish_reasons), "failure_kinds": dict(tally.error_kinds)}
+    summary = {
+        **data.model_dump(mode="json"),
+        "predictions_files": files,
+        "rows": tally.rows,
+        "unmatched_rows": tally.unmatched,
+        "duplicate_rows": tally.duplicates,
+        "finish_reasons": dict(tally.finish_reasons),
+        "failure_kinds": dict(tally.error_kinds),
+    }
     deps.blobs.write_bytes(
-        outputs.summary or "", orjson.dumps(summary, option=orjson.OPT_INDENT_2), content_type="application/json"
+        outputs.summary or "",
+        orjson.dumps(summary, option=orjson.OPT_INDENT_2),
+        content_type="application/json",
     )
     event = build_event(data, source=source_for(settings.project, settings.location), time=now)
     stored = deps.registry.update(
         record.job_id,
-        lambda c: c.model_copy(update={"result_event": event.model_dump(mode="json")})
-        if c.stage is Stage.FINISHED and c.result_event is None
-        else None,
+        lambda c: (
+            c.model_copy(update={"result_event": event.model_dump(mode="json")})
+            if c.stage is Stage.FINISHED and c.result_event is None
+            else None
+        ),
     )
     if stored is None:
         current = deps.registry.get(record.job_id)
@@ -381,13 +423,21 @@ def _process(record: JobRecord, deps: SubmitDeps) -> JobRecord:
         return current
     log.info(
         "processed job %s: %d succeeded, %d failed, %d missing",
-        record.job_id, tally.succeeded, tally.failed, missing,
+        record.job_id,
+        tally.succeeded,
+        tally.failed,
+        missing,
     )
     return stored
 
 
 def event_data(
-    record: JobRecord, tally: Tally, missing: int, outputs: Outputs, settings: Settings, now: dt.datetime
+    record: JobRecord,
+    tally: Tally,
+    missing: int,
+    outputs: Outputs,
+    settings: Settings,
+    now: dt.datetime,
 ) -> JobEventData:
     state = record.vertex_state or VertexState.UNSPECIFIED
     model = record.options.model if record.options else None
@@ -409,9 +459,14 @@ def event_data(
         cost = CostEstimate(amount=round(amount, 6), model=model)
     error = None
     if record.error:
-        error = {"code": record.error.get("code"), "message": str(record.error.get("message", ""))}
+        error = JobError(
+            code=record.error.get("code"), message=str(record.error.get("message", ""))
+        )
     if record.stall_cancelled_at is not None and state is VertexState.CANCELLED:
-        error = {"code": "stalled", "message": "cancelled by the stall watchdog (BATCHBOX_STALL_CANCEL_SECONDS)"}
+        error = JobError(
+            code="stalled",
+            message="cancelled by the stall watchdog (BATCHBOX_STALL_CANCEL_SECONDS)",
+        )
     submitted, finished = record.submitted_at, record.finished_at
     return JobEventData(
         job_id=record.job_id,
@@ -420,10 +475,15 @@ def event_data(
         input=input_ref(record),
         model=model,
         vertex_job=record.vertex_job,
-        display_name=record.options.display_name if record.options and record.options.display_name else record.display_name,
+        display_name=record.options.display_name
+        if record.options and record.options.display_name
+        else record.display_name,
         labels=record.options.labels if record.options else {},
         counts=RequestCounts(
-            total=record.lines_submitted, succeeded=tally.succeeded, failed=tally.failed, missing=missing
+            total=record.lines_submitted,
+            succeeded=tally.succeeded,
+            failed=tally.failed,
+            missing=missing,
         ),
         tokens=tokens,
         cost=cost,
@@ -433,10 +493,14 @@ def event_data(
             submitted_at=submitted,
             finished_at=finished,
             processed_at=now,
-            queued_seconds=round((submitted - record.created_at).total_seconds(), 3) if submitted else None,
-            running_seconds=round((finished - submitted).total_seconds(), 3) if submitted and finished else None,
+            queued_seconds=round((submitted - record.created_at).total_seconds(), 3)
+            if submitted
+            else None,
+            running_seconds=round((finished - submitted).total_seconds(), 3)
+            if submitted and finished
+            else None,
         ),
-        error=error,  # type: ignore[arg-type]
+        error=error,
     )
 
 

@@ -62,7 +62,9 @@ def entry_point(name: str) -> Callable[[Callable[[Event], None]], Callable[[Even
         @functools.wraps(handler)
         def run(event: Event) -> None:
             _configure_logging()
-            with logs.bind(function=name, event_id=_attr(event, "id"), event_type=_attr(event, "type")):
+            with logs.bind(
+                function=name, event_id=_attr(event, "id"), event_type=_attr(event, "type")
+            ):
                 try:
                     handler(event)
                 except errors.PermanentError as exc:

@@ -35,7 +35,15 @@ def event_schema(outcome: Outcome) -> dict[str, Any]:
         "properties": {
             "attributes": {
                 "type": "object",
-                "required": ["ce-specversion", "ce-id", "ce-source", "ce-type", "ce-subject", "ce-time", "content-type"],
+                "required": [
+                    "ce-specversion",
+                    "ce-id",
+                    "ce-source",
+                    "ce-type",
+                    "ce-subject",
+                    "ce-time",
+                    "content-type",
+                ],
                 "properties": {
                     "ce-specversion": {"const": "1.0"},
                     "ce-id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},

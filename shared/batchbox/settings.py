@@ -166,4 +166,4 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read once from the environment."""
-    return Settings()  # type: ignore[call-arg]  # required fields come from the environment
+    return Settings()  # required fields come from the environment

@@ -27,6 +27,7 @@ import orjson
 from batchbox import errors
 from batchbox.events import (
     InputRef,
+    JobError,
     JobEventData,
     Outcome,
     Outputs,
@@ -117,7 +118,9 @@ def resolve_options(obj: StorageObject, settings: Settings) -> JobOptions:
     """
     meta: Mapping[str, str] = {k.lower(): v for k, v in obj.metadata.items()}
     route = settings.route_for(obj.name)
-    model = normalise_model(meta.get("model") or (route.model if route else None) or settings.default_model)
+    model = normalise_model(
+        meta.get("model") or (route.model if route else None) or settings.default_model
+    )
     if model not in settings.allowed_models:
         raise OptionsError(
             f"model {model!r} is not allowed here; allowed: {', '.join(settings.allowed_models)}. "
@@ -149,7 +152,9 @@ def is_batch_input(obj: StorageObject, settings: Settings) -> str | None:
 # --- The handler ----------------------------------------------------------------------------------
 
 
-def handle_finalized(obj: StorageObject, *, event_time: dt.datetime | None, deps: SubmitDeps) -> JobRecord | None:
+def handle_finalized(
+    obj: StorageObject, *, event_time: dt.datetime | None, deps: SubmitDeps
+) -> JobRecord | None:
     """Handle one finalize event. Returns the job record as left, or None when ignored.
 
     Raises:
@@ -161,7 +166,9 @@ def handle_finalized(obj: StorageObject, *, event_time: dt.datetime | None, deps
             log.info("ignored %s: %s", obj.uri, reason)
             return None
         now = deps.clock()
-        if event_time is not None and now - event_time > dt.timedelta(seconds=settings.max_event_age_seconds):
+        if event_time is not None and now - event_time > dt.timedelta(
+            seconds=settings.max_event_age_seconds
+        ):
             log.error(
                 "dropped a finalize event older than %ss for %s; re-upload the file to submit it",
                 settings.max_event_age_seconds,
@@ -197,13 +204,14 @@ def _new_record(obj: StorageObject, job_id: str, deps: SubmitDeps) -> JobRecord:
 
 def _claim(obj: StorageObject, job_id: str, deps: SubmitDeps) -> JobRecord | None:
     """The record this worker may act on, or None when there is nothing (more) to do."""
+    record = _new_record(obj, job_id, deps)
     try:
-        record = _new_record(obj, job_id, deps)
         deps.registry.create(record)
-        log.info("claimed %s as job %s", obj.uri, job_id)
-        return record
     except errors.AlreadyExistsError:
         pass
+    else:
+        log.info("claimed %s as job %s", obj.uri, job_id)
+        return record
     now = deps.clock()
 
     def take_over(current: JobRecord) -> JobRecord | None:
@@ -273,22 +281,29 @@ def _validate_and_stage(record: JobRecord, obj: StorageObject, deps: SubmitDeps)
     staged_uri = staged_input_uri(record)
     written = 0
     try:
-        with deps.blobs.open_read(obj.uri) as source, deps.blobs.open_write(
-            staged_uri, content_type="application/jsonl"
-        ) as staged:
+        with (
+            deps.blobs.open_read(obj.uri) as source,
+            deps.blobs.open_write(staged_uri, content_type="application/jsonl") as staged,
+        ):
             for valid in validator.lines(source):
                 staged.write(_labelled_line(valid.record, valid.line))
                 written += 1
     except errors.NotFoundError:
-        log.warning("%s was deleted or replaced before it could be read; nothing to submit", obj.uri)
-        return _set_stage(record, deps, Stage.REJECTED, error={"message": f"{obj.uri} no longer exists"})
+        log.warning(
+            "%s was deleted or replaced before it could be read; nothing to submit", obj.uri
+        )
+        return _set_stage(
+            record, deps, Stage.REJECTED, error={"message": f"{obj.uri} no longer exists"}
+        )
     report = validator.report
     report_uri = _write_report(record, report, deps) if not report.ok else None
     usable = report.ok or (options.partial and not report.fatal and written > 0)
     if not usable:
         deps.blobs.delete(staged_uri)
         reason = _rejection_reason(report, options)
-        return reject(record, deps, options=options, reason=reason, report=report, report_uri=report_uri)
+        return reject(
+            record, deps, options=options, reason=reason, report=report, report_uri=report_uri
+        )
 
     def queue(current: JobRecord) -> JobRecord | None:
         if current.stage is not Stage.RECEIVED:
@@ -312,7 +327,10 @@ def _validate_and_stage(record: JobRecord, obj: StorageObject, deps: SubmitDeps)
         assert current is not None
         return current
     log.info(
-        "validated %s: %d lines to submit, %d skipped", obj.uri, written, report.lines_invalid,
+        "validated %s: %d lines to submit, %d skipped",
+        obj.uri,
+        written,
+        report.lines_invalid,
         extra={"fields": {"lines_total": report.lines_total}},
     )
     return queued
@@ -380,7 +398,9 @@ def reject(
         current = deps.registry.get(record.job_id)
         assert current is not None
         return current
-    log.warning("rejected %s: %s", record.input_uri, reason, extra={"fields": {"report": report_uri}})
+    log.warning(
+        "rejected %s: %s", record.input_uri, reason, extra={"fields": {"report": report_uri}}
+    )
     settings = deps.settings
     issues = []
     if report is not None:
@@ -397,7 +417,7 @@ def reject(
         labels=options.labels if options else {},
         outputs=Outputs(prefix=rejected.output_prefix or "", report=report_uri),
         timings=Timings(received_at=rejected.created_at, processed_at=now),
-        error={"code": "rejected", "message": reason},  # type: ignore[arg-type]
+        error=JobError(code="rejected", message=reason),
         validation_errors=issues,
         validation_error_count=report.error_count if report else 0,
     )
@@ -420,7 +440,8 @@ def input_ref(record: JobRecord) -> InputRef:
 
 def _set_stage(record: JobRecord, deps: SubmitDeps, stage: Stage, **changes: Any) -> JobRecord:
     updated = deps.registry.update(
-        record.job_id, lambda current: current.model_copy(update={"stage": stage, "lease_until": None, **changes})
+        record.job_id,
+        lambda current: current.model_copy(update={"stage": stage, "lease_until": None, **changes}),
     )
     return updated or record
 
@@ -448,12 +469,17 @@ def submit_job(record: JobRecord, deps: SubmitDeps, *, running: int | None = Non
         running = running_jobs(deps.registry) if running is None else running
         if running >= settings.max_running_jobs:
             log.info(
-                "job %s stays queued: %d of %d jobs running", record.job_id, running, settings.max_running_jobs
+                "job %s stays queued: %d of %d jobs running",
+                record.job_id,
+                running,
+                settings.max_running_jobs,
             )
             return record
 
     def lease(current: JobRecord) -> JobRecord | None:
-        if current.stage is Stage.QUEUED or (current.stage is Stage.SUBMITTING and _lease_over(current, now)):
+        if current.stage is Stage.QUEUED or (
+            current.stage is Stage.SUBMITTING and _lease_over(current, now)
+        ):
             return current.model_copy(
                 update={
                     "stage": Stage.SUBMITTING,
@@ -469,12 +495,16 @@ def submit_job(record: JobRecord, deps: SubmitDeps, *, running: int | None = Non
         if current is not None and current.stage is Stage.SUBMITTING:
             raise InProgressError(f"job {record.job_id} is being submitted by another worker")
         return current or record
-    assert leased.options is not None and leased.staged_uri is not None and leased.output_prefix is not None
+    assert leased.options is not None
+    assert leased.staged_uri is not None
+    assert leased.output_prefix is not None
 
     try:
         job = deps.batch.find_by_display_name(leased.display_name)
         if job is not None:
-            log.warning("found job %s already created for %s; not creating another", job.name, leased.job_id)
+            log.warning(
+                "found job %s already created for %s; not creating another", job.name, leased.job_id
+            )
         else:
             job = deps.batch.create(
                 model=leased.options.model,
@@ -491,7 +521,13 @@ def submit_job(record: JobRecord, deps: SubmitDeps, *, running: int | None = Non
         _set_stage(leased, deps, Stage.SUBMITTING)
         raise
     except errors.PermanentError as exc:
-        return reject(leased, deps, options=leased.options, reason=f"the batch API refused the job: {exc}", report=None)
+        return reject(
+            leased,
+            deps,
+            options=leased.options,
+            reason=f"the batch API refused the job: {exc}",
+            report=None,
+        )
 
     def activate(current: JobRecord) -> JobRecord | None:
         if current.stage is not Stage.SUBMITTING:
@@ -500,7 +536,9 @@ def submit_job(record: JobRecord, deps: SubmitDeps, *, running: int | None = Non
             update={
                 "stage": Stage.ACTIVE,
                 "vertex_job": job.name,
-                "vertex_state": job.state if job.state is not VertexState.UNSPECIFIED else VertexState.QUEUED,
+                "vertex_state": job.state
+                if job.state is not VertexState.UNSPECIFIED
+                else VertexState.QUEUED,
                 "submitted_at": now,  # our own clock: the watchdog compares against it
                 "lease_until": None,
             }

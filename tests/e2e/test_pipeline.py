@@ -1,4 +1,4 @@
-"""The whole pipeline on the local stack: upload → submit → Vertex emulator → poll → complete → event.
+"""The whole pipeline on the local stack: upload, submit, Vertex emulator, poll, complete, event.
 
 Every scenario is uploaded at once; the test collects result events by input until each has
 arrived, while overlapping poll ticks, a second delivery of a finalize event and redelivered
@@ -41,15 +41,32 @@ def jsonl(rows: list[dict]) -> bytes:
 SCENARIOS: dict[str, tuple[list[dict], str]] = {
     "succeeded.jsonl": ([line(f"q{i}", id_=f"s{i}") for i in range(5)], "succeeded"),
     "partial.jsonl": (
-        [line("ok", id_="p0"), line("bad", id_="p1", row="error"), line("ok", id_="p2"),
-         line("gone", id_="p3", row="missing"), line("safe", id_="p4", row="safety")],
+        [
+            line("ok", id_="p0"),
+            line("bad", id_="p1", row="error"),
+            line("ok", id_="p2"),
+            line("gone", id_="p3", row="missing"),
+            line("safe", id_="p4", row="safety"),
+        ],
         "partially_succeeded",
     ),
     "failed.jsonl": ([line("x", id_="f0", job="fail"), line("y", id_="f1")], "failed"),
-    "cancelled.jsonl": ([line(f"c{i}", id_=f"c{i}", job="cancel" if i == 0 else None) for i in range(6)], "cancelled"),
-    "expired.jsonl": ([line(f"e{i}", id_=f"e{i}", job="expire" if i == 0 else None) for i in range(6)], "expired"),
+    "cancelled.jsonl": (
+        [line(f"c{i}", id_=f"c{i}", job="cancel" if i == 0 else None) for i in range(6)],
+        "cancelled",
+    ),
+    "expired.jsonl": (
+        [line(f"e{i}", id_=f"e{i}", job="expire" if i == 0 else None) for i in range(6)],
+        "expired",
+    ),
     "stalled.jsonl": ([line("slow", id_="w0", job="stall"), line("slow", id_="w1")], "cancelled"),
-    "rejected.jsonl": ([line("fine", id_="r0"), {"id": "r1", "request": {"contents": [{"role": "system", "parts": []}]}}], "rejected"),
+    "rejected.jsonl": (
+        [
+            line("fine", id_="r0"),
+            {"id": "r1", "request": {"contents": [{"role": "system", "parts": []}]}},
+        ],
+        "rejected",
+    ),
 }
 
 
@@ -75,7 +92,11 @@ class Run:
         return f"e2e-finished-{self.prefix.strip('/')}"
 
     def outcomes(self, name: str) -> list[str]:
-        return [e.type.rsplit(".", 1)[-1] for e in self.events[self.subject(name)] if not e.type.endswith(".stalled")]
+        return [
+            e.type.rsplit(".", 1)[-1]
+            for e in self.events[self.subject(name)]
+            if not e.type.endswith(".stalled")
+        ]
 
     def done(self) -> bool:
         return all(self.outcomes(name) for name in SCENARIOS)
@@ -85,8 +106,11 @@ class Run:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     folder = tmp_path_factory.mktemp("e2e-stack")
     config = StackConfig(
-        env_file=folder / "local.env", log_dir=folder / "logs", poll_interval=0.5,
-        vertex_queue_seconds=0.3, vertex_run_seconds=1.0,
+        env_file=folder / "local.env",
+        log_dir=folder / "logs",
+        poll_interval=0.5,
+        vertex_queue_seconds=0.3,
+        vertex_run_seconds=1.0,
         # The watchdog acts within the test's time; ordinary jobs here end long before.
         function_env={"BATCHBOX_STALL_WARNING_SECONDS": "4", "BATCHBOX_STALL_CANCEL_SECONDS": "9"},
     )
@@ -115,12 +139,16 @@ def run(stack: LocalStack) -> Run:
         for _ in range(3):
             stack.publisher.publish(topic=tick_topic, messages=[{"data": b'{"tick": "extra"}'}])
         result.collect(2)
-    assert result.done(), f"events so far: { {k: [e.type for e in v] for k, v in result.events.items()} }"
+    assert result.done(), (
+        f"events so far: { {k: [e.type for e in v] for k, v in result.events.items()} }"
+    )
     # Redeliver every job-finished message, then give any duplicate time to show up.
     finished_topic = pubsub_v1.PublisherClient.topic_path(project, stack.config.topics.job_finished)
     for message in result.finished_messages:
-        stack.publisher.publish(topic=finished_topic, messages=[{"data": orjson.dumps(message.data),
-                                                                 "attributes": message.attributes}])
+        stack.publisher.publish(
+            topic=finished_topic,
+            messages=[{"data": orjson.dumps(message.data), "attributes": message.attributes}],
+        )
     result.collect(5)
     return result
 
@@ -139,7 +167,10 @@ def test_redelivered_job_finished_messages_were_really_redelivered(run: Run) -> 
 
 def read_jsonl(stack: LocalStack, uri: str) -> list[dict]:
     bucket, name = uri[5:].split("/", 1)
-    return [orjson.loads(x) for x in stack.storage.bucket(bucket).blob(name).download_as_bytes().splitlines()]
+    return [
+        orjson.loads(x)
+        for x in stack.storage.bucket(bucket).blob(name).download_as_bytes().splitlines()
+    ]
 
 
 def event_data(run: Run, name: str) -> dict:
@@ -185,7 +216,11 @@ def test_stalled_job_is_warned_once_then_cancelled_by_the_watchdog(run: Run) -> 
 def test_rejected_file_is_reported_and_left_in_place(run: Run) -> None:
     data = event_data(run, "rejected.jsonl")
     assert data["validation_errors"][0]["line"] == 2
-    assert run.stack.storage.bucket(run.stack.config.inbox_bucket).blob(f"{run.prefix}rejected.jsonl").exists()
+    assert (
+        run.stack.storage.bucket(run.stack.config.inbox_bucket)
+        .blob(f"{run.prefix}rejected.jsonl")
+        .exists()
+    )
 
 
 def test_cancelled_and_expired_jobs_count_unprocessed_requests_as_missing(run: Run) -> None:

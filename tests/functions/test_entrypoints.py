@@ -36,7 +36,9 @@ LINES = [
 
 
 def app(name: str):
-    return functions_framework.create_app(name, str(ROOT / "functions" / name / "main.py"), "cloudevent").test_client()
+    return functions_framework.create_app(
+        name, str(ROOT / "functions" / name / "main.py"), "cloudevent"
+    ).test_client()
 
 
 @pytest.fixture(scope="module")
@@ -61,9 +63,15 @@ class Cloud:
         blob.metadata = metadata
         blob.upload_from_string(data)
         blob.reload()
-        return {"bucket": self.inbox, "name": name, "generation": str(blob.generation), "size": str(blob.size),
-                "metadata": metadata or {}, "contentType": "application/octet-stream",
-                "timeCreated": blob.time_created.isoformat()}
+        return {
+            "bucket": self.inbox,
+            "name": name,
+            "generation": str(blob.generation),
+            "size": str(blob.size),
+            "metadata": metadata or {},
+            "contentType": "application/octet-stream",
+            "timeCreated": blob.time_created.isoformat(),
+        }
 
     def pull(self, subscription: str, *, want: int = 1, timeout: float = 20) -> list:
         subscriber = pubsub_v1.SubscriberClient()
@@ -72,16 +80,27 @@ class Cloud:
         while len(got) < want and time.monotonic() < deadline:
             response = subscriber.pull(subscription=subscription, max_messages=10, timeout=5)
             if response.received_messages:
-                subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in response.received_messages])
+                subscriber.acknowledge(
+                    subscription=subscription,
+                    ack_ids=[m.ack_id for m in response.received_messages],
+                )
                 got += [m.message for m in response.received_messages]
         return got
 
     def record(self, job_id: str) -> dict:
-        return firestore.Client(project=self.project).collection(self.collection).document(job_id).get().to_dict()
+        return (
+            firestore.Client(project=self.project)
+            .collection(self.collection)
+            .document(job_id)
+            .get()
+            .to_dict()
+        )
 
 
 @pytest.fixture
-def cloud(storage_host, pubsub_host, firestore_host, project, vertex, monkeypatch) -> Iterator[Cloud]:
+def cloud(
+    storage_host, pubsub_host, firestore_host, project, vertex, monkeypatch
+) -> Iterator[Cloud]:
     suffix = uuid.uuid4().hex[:8]
     inbox, output = f"inbox-{suffix}", f"output-{suffix}"
     gcs = storage.Client(project=project)
@@ -126,9 +145,17 @@ def finalize_event(obj: dict, *, time_: str | None = None) -> dict:
 
 
 def push_body(payload: dict, attributes: dict[str, str] | None = None) -> dict:
-    return {"json": {"message": {"data": base64.b64encode(orjson.dumps(payload)).decode(), "attributes": attributes or {},
-                                 "messageId": uuid.uuid4().hex[:12], "publishTime": dt.datetime.now(dt.UTC).isoformat()},
-                     "subscription": "projects/p/subscriptions/push"}}
+    return {
+        "json": {
+            "message": {
+                "data": base64.b64encode(orjson.dumps(payload)).decode(),
+                "attributes": attributes or {},
+                "messageId": uuid.uuid4().hex[:12],
+                "publishTime": dt.datetime.now(dt.UTC).isoformat(),
+            },
+            "subscription": "projects/p/subscriptions/push",
+        }
+    }
 
 
 def jsonl(*rows: object) -> bytes:
@@ -158,7 +185,12 @@ def test_submit_poll_complete_chain(cloud: Cloud) -> None:
     validate_event(attributes, data)
     assert attributes["ce-type"] == "dev.batchbox.job.v1.succeeded"
     assert data["counts"] == {"total": 2, "succeeded": 2, "failed": 0, "missing": 0}
-    results = storage.Client().bucket(cloud.output).blob(f"jobs/{job_id}/results.jsonl").download_as_bytes()
+    results = (
+        storage.Client()
+        .bucket(cloud.output)
+        .blob(f"jobs/{job_id}/results.jsonl")
+        .download_as_bytes()
+    )
     assert sorted(orjson.loads(line)["id"] for line in results.splitlines()) == ["a", "b"]
 
     # The same job-finished message again: acknowledged, nothing new published.
@@ -168,26 +200,43 @@ def test_submit_poll_complete_chain(cloud: Cloud) -> None:
 
 
 def test_submit_rejects_a_bad_file_and_acknowledges(cloud: Cloud) -> None:
-    obj = cloud.upload("bad.jsonl", b'{"request": {"contents": [{"role": "bot", "parts": [{"text": "x"}]}]}}\nnot json\n')
+    obj = cloud.upload(
+        "bad.jsonl",
+        b'{"request": {"contents": [{"role": "bot", "parts": [{"text": "x"}]}]}}\nnot json\n',
+    )
     assert app("submit").post("/", **finalize_event(obj)).status_code == 200
     [event] = cloud.pull(cloud.results_sub)
     attributes, data = dict(event.attributes), orjson.loads(event.data)
     validate_event(attributes, data)
     assert attributes["ce-type"] == "dev.batchbox.job.v1.rejected"
     assert [issue["line"] for issue in data["validation_errors"]] == [1, 2]
-    report = storage.Client().bucket(cloud.output).blob(data["outputs"]["report"].split("/", 3)[3]).download_as_bytes()
+    report = (
+        storage.Client()
+        .bucket(cloud.output)
+        .blob(data["outputs"]["report"].split("/", 3)[3])
+        .download_as_bytes()
+    )
     assert orjson.loads(report)["error_count"] == 2
     # The original is still in the inbox, untouched.
-    assert storage.Client().bucket(cloud.inbox).blob("bad.jsonl").download_as_bytes().startswith(b'{"request"')
+    assert (
+        storage.Client()
+        .bucket(cloud.inbox)
+        .blob("bad.jsonl")
+        .download_as_bytes()
+        .startswith(b'{"request"')
+    )
 
 
 def test_transient_batch_api_failure_answers_500_then_succeeds_once(cloud: Cloud) -> None:
     import urllib.request
 
     obj = cloud.upload("retry.jsonl", jsonl(*LINES))
-    fault = urllib.request.Request(f"{cloud.vertex.base_url}/emulator/v1/faults", method="POST",
-                                   data=orjson.dumps({"verb": "create", "status": 503, "count": 1}),
-                                   headers={"content-type": "application/json"})
+    fault = urllib.request.Request(
+        f"{cloud.vertex.base_url}/emulator/v1/faults",
+        method="POST",
+        data=orjson.dumps({"verb": "create", "status": 503, "count": 1}),
+        headers={"content-type": "application/json"},
+    )
     urllib.request.urlopen(fault).read()
     submit = app("submit")
     assert submit.post("/", **finalize_event(obj)).status_code == 500
@@ -203,8 +252,12 @@ def test_transient_batch_api_failure_answers_500_then_succeeds_once(cloud: Cloud
 def test_unusable_event_data_is_acknowledged_not_retried(cloud: Cloud) -> None:
     event = finalize_event({"bucket": cloud.inbox})  # no name, no generation
     assert app("submit").post("/", **event).status_code == 200
-    bad_message = {"json": {"message": {"data": base64.b64encode(b"not json").decode(), "messageId": "1"},
-                            "subscription": "s"}}
+    bad_message = {
+        "json": {
+            "message": {"data": base64.b64encode(b"not json").decode(), "messageId": "1"},
+            "subscription": "s",
+        }
+    }
     assert app("complete").post("/", **bad_message).status_code == 200
 
 

@@ -49,7 +49,10 @@ def test_gcs_list_read_delete_and_not_found(bucket: str, project: str) -> None:
     blobs = GcsBlobStore(project=project)
     for name in ["p/a.json", "p/b/c.json", "q.json"]:
         blobs.write_bytes(f"gs://{bucket}/{name}", name.encode())
-    assert [i.uri for i in blobs.list(f"gs://{bucket}/p/")] == [f"gs://{bucket}/p/a.json", f"gs://{bucket}/p/b/c.json"]
+    assert [i.uri for i in blobs.list(f"gs://{bucket}/p/")] == [
+        f"gs://{bucket}/p/a.json",
+        f"gs://{bucket}/p/b/c.json",
+    ]
     assert blobs.read_bytes(f"gs://{bucket}/q.json") == b"q.json"
     blobs.delete(f"gs://{bucket}/q.json")
     blobs.delete(f"gs://{bucket}/q.json")  # deleting twice is fine
@@ -60,8 +63,17 @@ def test_gcs_list_read_delete_and_not_found(bucket: str, project: str) -> None:
 
 def _record(job_id: str) -> JobRecord:
     now = dt.datetime.now(dt.UTC)
-    return JobRecord(key=f"b/{job_id}#1", job_id=job_id, input_uri=f"gs://b/{job_id}", bucket="b",
-                     name=job_id, generation="1", stage=Stage.RECEIVED, created_at=now, updated_at=now)
+    return JobRecord(
+        key=f"b/{job_id}#1",
+        job_id=job_id,
+        input_uri=f"gs://b/{job_id}",
+        bucket="b",
+        name=job_id,
+        generation="1",
+        stage=Stage.RECEIVED,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 @pytest.fixture
@@ -102,7 +114,9 @@ def test_firestore_updates_are_transactional(registry: FirestoreJobRegistry) -> 
 
     def bump() -> None:
         for _ in range(3):
-            registry.update("counter", lambda r: r.model_copy(update={"submit_attempts": r.submit_attempts + 1}))
+            registry.update(
+                "counter", lambda r: r.model_copy(update={"submit_attempts": r.submit_attempts + 1})
+            )
 
     threads = [threading.Thread(target=bump) for _ in range(2)]
     for t in threads:
@@ -119,12 +133,17 @@ def test_firestore_update_can_decline_and_query_by_stage(registry: FirestoreJobR
     assert registry.update("a", lambda r: None) is None
     registry.update("b", lambda r: r.model_copy(update={"stage": Stage.ACTIVE}))
     assert [r.job_id for r in registry.in_stages([Stage.ACTIVE])] == ["b"]
-    assert sorted(r.job_id for r in registry.in_stages([Stage.ACTIVE, Stage.RECEIVED])) == ["a", "b"]
+    assert sorted(r.job_id for r in registry.in_stages([Stage.ACTIVE, Stage.RECEIVED])) == [
+        "a",
+        "b",
+    ]
 
 
 def test_firestore_unreadable_record_is_parked(registry: FirestoreJobRegistry) -> None:
     registry.create(_record("good"))
-    registry.client.collection(registry._collection).document("broken").set({"stage": "ACTIVE", "junk": True})
+    registry.client.collection(registry._collection).document("broken").set(
+        {"stage": "ACTIVE", "junk": True}
+    )
     assert [r.job_id for r in registry.in_stages([Stage.ACTIVE, Stage.RECEIVED])] == ["good"]
     raw = registry.client.collection(registry._collection).document("broken").get().to_dict()
     assert raw["stage"] == "PARKED" and "parse_error" in raw
@@ -145,7 +164,9 @@ def test_pubsub_publishes_data_and_attributes(pubsub_host: str, project: str) ->
     response = subscriber.pull(subscription=sub_path, max_messages=10, timeout=10)
     [received] = response.received_messages
     assert received.message.message_id == message_id
-    assert received.message.data == b'{"a": 1}' and dict(received.message.attributes) == {"ce-type": "x.y"}
+    assert received.message.data == b'{"a": 1}' and dict(received.message.attributes) == {
+        "ce-type": "x.y"
+    }
 
 
 def test_pubsub_missing_topic_is_permanent(pubsub_host: str, project: str) -> None:

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.emulators
 
 @pytest.fixture(scope="module")
 def emulator(storage_host: str) -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(queue_seconds=0.05, run_seconds=0.1, export_seconds=0.01, cancel_seconds=0.05)
+    config = EmulatorConfig(
+        queue_seconds=0.05, run_seconds=0.1, export_seconds=0.01, cancel_seconds=0.05
+    )
     with EmulatorServer(config=config) as server:
         yield server
 
@@ -52,7 +54,9 @@ def wait_final(batch: GenaiBatchJobs, name: str):
 
 def test_create_get_and_final_state_map_to_batch_job_info(batch: GenaiBatchJobs, source) -> None:
     src, dest = source
-    created = batch.create(model="gemini-2.5-flash", source_uri=src, dest_uri=dest, display_name="batchbox-t1")
+    created = batch.create(
+        model="gemini-2.5-flash", source_uri=src, dest_uri=dest, display_name="batchbox-t1"
+    )
     assert created.name.startswith("projects/") and created.display_name == "batchbox-t1"
     done = wait_final(batch, created.name)
     assert done.state is VertexState.SUCCEEDED
@@ -65,30 +69,49 @@ def test_find_by_display_name(batch: GenaiBatchJobs, source) -> None:
     src, dest = source
     name = f"batchbox-{uuid.uuid4().hex[:8]}"
     assert batch.find_by_display_name(name) is None
-    created = batch.create(model="gemini-2.5-flash", source_uri=src, dest_uri=dest, display_name=name)
+    created = batch.create(
+        model="gemini-2.5-flash", source_uri=src, dest_uri=dest, display_name=name
+    )
     assert batch.find_by_display_name(name).name == created.name
 
 
 def test_cancel_and_not_found(batch: GenaiBatchJobs, source) -> None:
     src, dest = source
-    line = {"request": {"contents": [{"role": "user", "parts": [{"text": "x"}]}], "labels": {"emulator-job": "stall"}}}
-    bucket, name = src[5:].split("/", 1)
+    line = {
+        "request": {
+            "contents": [{"role": "user", "parts": [{"text": "x"}]}],
+            "labels": {"emulator-job": "stall"},
+        }
+    }
+    bucket = src[5:].split("/", 1)[0]
     storage.Client().bucket(bucket).blob("stall.jsonl").upload_from_string(orjson.dumps(line))
-    created = batch.create(model="gemini-2.5-flash", source_uri=f"gs://{bucket}/stall.jsonl", dest_uri=dest, display_name="s")
+    created = batch.create(
+        model="gemini-2.5-flash",
+        source_uri=f"gs://{bucket}/stall.jsonl",
+        dest_uri=dest,
+        display_name="s",
+    )
     batch.cancel(created.name)
     assert wait_final(batch, created.name).state is VertexState.CANCELLED
     with pytest.raises(errors.NotFoundError):
         batch.get(created.name.rsplit("/", 1)[0] + "/999999999")
 
 
-@pytest.mark.parametrize(("status", "expected"), [(429, errors.QuotaExceededError), (503, errors.RetryableError), (400, errors.PermanentError)])
-def test_api_errors_are_classified(emulator: EmulatorServer, batch: GenaiBatchJobs, source, status, expected) -> None:
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(429, errors.QuotaExceededError), (503, errors.RetryableError), (400, errors.PermanentError)],
+)
+def test_api_errors_are_classified(
+    emulator: EmulatorServer, batch: GenaiBatchJobs, source, status, expected
+) -> None:
     import urllib.request
 
     request = urllib.request.Request(
         f"{emulator.base_url}/emulator/v1/faults",
         data=orjson.dumps({"verb": "create", "status": status, "count": 1}),
-        headers={"content-type": "application/json"}, method="POST")
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
     urllib.request.urlopen(request).read()
     src, dest = source
     with pytest.raises(expected):

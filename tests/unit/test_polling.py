@@ -14,8 +14,14 @@ from batchbox.submission import handle_finalized
 from tests.fakes import Clock, FakeBatchJobs, make_deps, make_settings
 from tests.unit.test_submission import GOOD, jsonl, upload
 
-ACTIVE_STATES = [VertexState.QUEUED, VertexState.PENDING, VertexState.RUNNING, VertexState.PAUSED,
-                 VertexState.UPDATING, VertexState.CANCELLING]
+ACTIVE_STATES = [
+    VertexState.QUEUED,
+    VertexState.PENDING,
+    VertexState.RUNNING,
+    VertexState.PAUSED,
+    VertexState.UPDATING,
+    VertexState.CANCELLING,
+]
 
 
 def submitted(deps, name: str = "x.jsonl"):
@@ -28,7 +34,9 @@ def submitted(deps, name: str = "x.jsonl"):
 def test_non_final_states_stay_active_with_progress(state: VertexState) -> None:
     deps = make_deps()
     record = submitted(deps)
-    deps.batch.set_state(record.vertex_job, state, counts=Counts(successful=1, failed=0, incomplete=1))
+    deps.batch.set_state(
+        record.vertex_job, state, counts=Counts(successful=1, failed=0, incomplete=1)
+    )
     run_tick(deps)
     after = deps.registry.get(record.job_id)
     assert after.stage is Stage.ACTIVE and after.vertex_state is state
@@ -38,13 +46,20 @@ def test_non_final_states_stay_active_with_progress(state: VertexState) -> None:
 
 @pytest.mark.parametrize(
     "state",
-    [VertexState.SUCCEEDED, VertexState.PARTIALLY_SUCCEEDED, VertexState.FAILED,
-     VertexState.CANCELLED, VertexState.EXPIRED],
+    [
+        VertexState.SUCCEEDED,
+        VertexState.PARTIALLY_SUCCEEDED,
+        VertexState.FAILED,
+        VertexState.CANCELLED,
+        VertexState.EXPIRED,
+    ],
 )
 def test_final_states_are_announced_exactly_once(state: VertexState) -> None:
     deps = make_deps()
     record = submitted(deps)
-    deps.batch.set_state(record.vertex_job, state, output_directory="gs://output/jobs/x/prediction-model-1")
+    deps.batch.set_state(
+        record.vertex_job, state, output_directory="gs://output/jobs/x/prediction-model-1"
+    )
     for _ in range(3):
         run_tick(deps)
     after = deps.registry.get(record.job_id)
@@ -124,7 +139,9 @@ def test_queued_jobs_are_submitted_when_capacity_frees_up() -> None:
 
 
 def test_quota_held_jobs_are_retried_by_the_poller() -> None:
-    batch = FakeBatchJobs(create_errors=[errors.QuotaExceededError("429"), errors.QuotaExceededError("429")])
+    batch = FakeBatchJobs(
+        create_errors=[errors.QuotaExceededError("429"), errors.QuotaExceededError("429")]
+    )
     deps = make_deps(batch=batch)
     record = handle_finalized(upload(deps, "x.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
     assert record.stage is Stage.QUEUED
@@ -136,14 +153,18 @@ def test_quota_held_jobs_are_retried_by_the_poller() -> None:
 
 def test_stalled_job_is_warned_once_then_cancelled() -> None:
     clock = Clock()
-    deps = make_deps(make_settings(stall_warning_seconds=100, stall_cancel_seconds=200), clock=clock)
+    deps = make_deps(
+        make_settings(stall_warning_seconds=100, stall_cancel_seconds=200), clock=clock
+    )
     record = submitted(deps)
     deps.batch.set_state(record.vertex_job, VertexState.RUNNING)
     run_tick(deps)
     clock.advance(101)
     run_tick(deps)
     run_tick(deps)
-    stalled = [a for _, a in deps.publisher.on("batchbox-results") if a["ce-type"].endswith(".stalled")]
+    stalled = [
+        a for _, a in deps.publisher.on("batchbox-results") if a["ce-type"].endswith(".stalled")
+    ]
     assert len(stalled) == 1
     assert deps.batch.cancelled == []
     clock.advance(100)
@@ -154,7 +175,9 @@ def test_stalled_job_is_warned_once_then_cancelled() -> None:
 
 def test_watchdog_can_be_switched_off() -> None:
     clock = Clock()
-    deps = make_deps(make_settings(stall_warning_seconds=None, stall_cancel_seconds=None), clock=clock)
+    deps = make_deps(
+        make_settings(stall_warning_seconds=None, stall_cancel_seconds=None), clock=clock
+    )
     record = submitted(deps)
     deps.batch.set_state(record.vertex_job, VertexState.RUNNING)
     clock.advance(10**7)

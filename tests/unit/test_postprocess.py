@@ -16,16 +16,24 @@ from tests.unit.test_submission import jsonl, upload
 
 
 def requests(n: int) -> list[dict]:
-    return [{"id": f"r{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}]}}
-            for i in range(1, n + 1)]
+    return [
+        {"id": f"r{i}", "request": {"contents": [{"role": "user", "parts": [{"text": f"q{i}"}]}]}}
+        for i in range(1, n + 1)
+    ]
 
 
 def ok_response(text: str, **usage: int) -> dict:
     return {
-        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP",
-                        "avgLogprobs": -0.2}],
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": text}]},
+                "finishReason": "STOP",
+                "avgLogprobs": -0.2,
+            }
+        ],
         "modelVersion": "gemini-2.5-flash",
-        "usageMetadata": usage or {"promptTokenCount": 4, "candidatesTokenCount": 2, "totalTokenCount": 6},
+        "usageMetadata": usage
+        or {"promptTokenCount": 4, "candidatesTokenCount": 2, "totalTokenCount": 6},
     }
 
 
@@ -38,16 +46,25 @@ def finished_job(deps, inputs: list[dict], state: VertexState, rows_for):
     if rows is not None:
         random.Random(7).shuffle(rows)  # Vertex does not keep input order
         deps.blobs.objects[f"{folder}/predictions.jsonl"] = jsonl(*rows)
-    deps.batch.set_state(record.vertex_job, state, output_directory=folder if rows is not None else None,
-                         error={"code": 13, "message": "internal"} if state is VertexState.FAILED else None)
+    deps.batch.set_state(
+        record.vertex_job,
+        state,
+        output_directory=folder if rows is not None else None,
+        error={"code": 13, "message": "internal"} if state is VertexState.FAILED else None,
+    )
     run_tick(deps)
     return deps.registry.get(record.job_id)
 
 
 def echo(line: dict, **row) -> dict:
     request = dict(sorted(line["request"].items()))
-    return {"status": "", "processed_time": "2026-01-01T00:00:01.12Z", "request": request,
-            **{k: v for k, v in line.items() if k != "request"}, **row}
+    return {
+        "status": "",
+        "processed_time": "2026-01-01T00:00:01.12Z",
+        "request": request,
+        **{k: v for k, v in line.items() if k != "request"},
+        **row,
+    }
 
 
 def test_shuffled_rows_are_matched_by_line_and_sorted_into_results_and_errors() -> None:
@@ -55,7 +72,13 @@ def test_shuffled_rows_are_matched_by_line_and_sorted_into_results_and_errors() 
 
     def rows(staged):
         out = [echo(s, response=ok_response(f"answer {s['id']}")) for s in staged[:3]]
-        out.append(echo(staged[3], status='Bad Request: {"error": {"code": 400, "message": "Please use a valid role: user, model."}}'))
+        out.append(
+            echo(
+                staged[3],
+                status='Bad Request: {"error": {"code": 400, "message": '
+                '"Please use a valid role: user, model."}}',
+            )
+        )
         return out  # staged[4] has no row at all
 
     record = finished_job(deps, requests(5), VertexState.PARTIALLY_SUCCEEDED, rows)
@@ -66,9 +89,15 @@ def test_shuffled_rows_are_matched_by_line_and_sorted_into_results_and_errors() 
     assert data["counts"] == {"total": 5, "succeeded": 3, "failed": 1, "missing": 1}
     results = sorted(iter_results(deps.blobs, data["outputs"]["results"]), key=lambda r: r["line"])
     assert [(r["line"], r["id"], r["text"]) for r in results] == [
-        (1, "r1", "answer r1"), (2, "r2", "answer r2"), (3, "r3", "answer r3")]
+        (1, "r1", "answer r1"),
+        (2, "r2", "answer r2"),
+        (3, "r3", "answer r3"),
+    ]
     failures = list(iter_results(deps.blobs, data["outputs"]["errors"]))
-    assert [(f["batchbox_line"], f["batchbox_error"]["kind"]) for f in failures] == [(4, "failed"), (5, "missing")]
+    assert [(f["batchbox_line"], f["batchbox_error"]["kind"]) for f in failures] == [
+        (4, "failed"),
+        (5, "missing"),
+    ]
     assert "valid role" in failures[0]["batchbox_error"]["message"]
     # Ready to resubmit: the original request, without batchbox's own label.
     assert failures[0]["request"] == requests(5)[3]["request"] and failures[0]["id"] == "r4"
@@ -79,8 +108,12 @@ def test_shuffled_rows_are_matched_by_line_and_sorted_into_results_and_errors() 
 
 def test_redelivered_job_finished_message_publishes_nothing_new() -> None:
     deps = make_deps()
-    record = finished_job(deps, requests(2), VertexState.SUCCEEDED,
-                          lambda staged: [echo(s, response=ok_response("x")) for s in staged])
+    record = finished_job(
+        deps,
+        requests(2),
+        VertexState.SUCCEEDED,
+        lambda staged: [echo(s, response=ok_response("x")) for s in staged],
+    )
     first = handle_job_finished(record.job_id, deps)
     assert handle_job_finished(record.job_id, deps) is None
     assert len(deps.publisher.on("batchbox-results")) == 1
@@ -89,8 +122,12 @@ def test_redelivered_job_finished_message_publishes_nothing_new() -> None:
 
 def test_crash_after_storing_the_event_republishes_the_identical_event() -> None:
     deps = make_deps()
-    record = finished_job(deps, requests(2), VertexState.SUCCEEDED,
-                          lambda staged: [echo(s, response=ok_response("x")) for s in staged])
+    record = finished_job(
+        deps,
+        requests(2),
+        VertexState.SUCCEEDED,
+        lambda staged: [echo(s, response=ok_response("x")) for s in staged],
+    )
     deps.publisher.fail_next = 1
     with pytest.raises(Exception, match="publish failed"):
         handle_job_finished(record.job_id, deps)
@@ -110,10 +147,16 @@ def test_failed_job_without_output_still_reports_everything_missing() -> None:
 
 
 @pytest.mark.parametrize("state", [VertexState.CANCELLED, VertexState.EXPIRED])
-def test_cancelled_and_expired_jobs_list_unprocessed_requests_as_missing(state: VertexState) -> None:
+def test_cancelled_and_expired_jobs_list_unprocessed_requests_as_missing(
+    state: VertexState,
+) -> None:
     deps = make_deps()
-    record = finished_job(deps, requests(4), state,
-                          lambda staged: [echo(s, response=ok_response("x")) for s in staged[:1]])
+    record = finished_job(
+        deps,
+        requests(4),
+        state,
+        lambda staged: [echo(s, response=ok_response("x")) for s in staged[:1]],
+    )
     event = handle_job_finished(record.job_id, deps)
     assert event.attributes["ce-type"] == f"dev.batchbox.job.v1.{state.value.lower()}"
     assert event.data["counts"] == {"total": 4, "succeeded": 1, "failed": 0, "missing": 3}
@@ -121,12 +164,20 @@ def test_cancelled_and_expired_jobs_list_unprocessed_requests_as_missing(state: 
 
 def test_only_the_jobs_own_output_folder_is_read() -> None:
     deps = make_deps()
-    record = finished_job(deps, requests(1), VertexState.SUCCEEDED,
-                          lambda staged: [echo(s, response=ok_response("mine")) for s in staged])
+    record = finished_job(
+        deps,
+        requests(1),
+        VertexState.SUCCEEDED,
+        lambda staged: [echo(s, response=ok_response("mine")) for s in staged],
+    )
     folder = record.output_directory
     prefix = record.output_prefix
-    deps.blobs.objects[f"{folder}/incremental_predictions/predictions_0001.jsonl"] = b'{"bogus": 1}\n'
-    deps.blobs.objects[f"{prefix}prediction-model-2025-01-01T00:00:00.1Z/predictions.jsonl"] = b'{"bogus": 2}\n'
+    deps.blobs.objects[f"{folder}/incremental_predictions/predictions_0001.jsonl"] = (
+        b'{"bogus": 1}\n'
+    )
+    deps.blobs.objects[f"{prefix}prediction-model-2025-01-01T00:00:00.1Z/predictions.jsonl"] = (
+        b'{"bogus": 2}\n'
+    )
     event = handle_job_finished(record.job_id, deps)
     assert event.data["counts"]["succeeded"] == 1
     [result] = iter_results(deps.blobs, event.data["outputs"]["results"])
@@ -135,15 +186,95 @@ def test_only_the_jobs_own_output_folder_is_read() -> None:
 
 ROW_CASES = {
     "empty response": ({"status": "", "response": {}}, False, "no_candidates"),
-    "no candidates": ({"status": "", "response": {"candidates": [], "usageMetadata": {"promptTokenCount": 3}}}, False, "no_candidates"),
-    "blocked prompt": ({"status": "", "response": {"promptFeedback": {"blockReason": "SAFETY"}}}, False, "blocked"),
-    "safety no content": ({"status": "", "response": {"candidates": [{"finishReason": "SAFETY"}]}}, False, "no_content_safety"),
-    "recitation": ({"status": "", "response": {"candidates": [{"finishReason": "RECITATION", "content": {}}]}}, False, "no_content_recitation"),
-    "max tokens with text": ({"status": "", "response": {"candidates": [{"finishReason": "MAX_TOKENS", "content": {"parts": [{"text": "trunc"}]}}]}}, True, "ok"),
-    "nan logprobs": ({"status": "", "response": {"candidates": [{"avgLogprobs": "NaN", "finishReason": "STOP", "content": {"parts": [{"text": "a"}]}}]}}, True, "ok"),
-    "thought signature": ({"status": "", "response": {"candidates": [{"finishReason": "STOP", "content": {"parts": [{"text": "plan", "thought": True}, {"text": "answer", "thoughtSignature": "abc"}]}, "groundingMetadata": {"webSearchQueries": ["q"]}}]}}, True, "ok"),
-    "function call only": ({"status": "", "response": {"candidates": [{"finishReason": "STOP", "content": {"parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}]}}]}}, True, "ok"),
-    "error status": ({"status": "Internal error occurred", "response": None}, False, "error_status"),
+    "no candidates": (
+        {"status": "", "response": {"candidates": [], "usageMetadata": {"promptTokenCount": 3}}},
+        False,
+        "no_candidates",
+    ),
+    "blocked prompt": (
+        {"status": "", "response": {"promptFeedback": {"blockReason": "SAFETY"}}},
+        False,
+        "blocked",
+    ),
+    "safety no content": (
+        {"status": "", "response": {"candidates": [{"finishReason": "SAFETY"}]}},
+        False,
+        "no_content_safety",
+    ),
+    "recitation": (
+        {"status": "", "response": {"candidates": [{"finishReason": "RECITATION", "content": {}}]}},
+        False,
+        "no_content_recitation",
+    ),
+    "max tokens with text": (
+        {
+            "status": "",
+            "response": {
+                "candidates": [
+                    {"finishReason": "MAX_TOKENS", "content": {"parts": [{"text": "trunc"}]}}
+                ]
+            },
+        },
+        True,
+        "ok",
+    ),
+    "nan logprobs": (
+        {
+            "status": "",
+            "response": {
+                "candidates": [
+                    {
+                        "avgLogprobs": "NaN",
+                        "finishReason": "STOP",
+                        "content": {"parts": [{"text": "a"}]},
+                    }
+                ]
+            },
+        },
+        True,
+        "ok",
+    ),
+    "thought signature": (
+        {
+            "status": "",
+            "response": {
+                "candidates": [
+                    {
+                        "finishReason": "STOP",
+                        "content": {
+                            "parts": [
+                                {"text": "plan", "thought": True},
+                                {"text": "answer", "thoughtSignature": "abc"},
+                            ]
+                        },
+                        "groundingMetadata": {"webSearchQueries": ["q"]},
+                    }
+                ]
+            },
+        },
+        True,
+        "ok",
+    ),
+    "function call only": (
+        {
+            "status": "",
+            "response": {
+                "candidates": [
+                    {
+                        "finishReason": "STOP",
+                        "content": {"parts": [{"functionCall": {"name": "f", "args": {"a": 1}}}]},
+                    }
+                ]
+            },
+        },
+        True,
+        "ok",
+    ),
+    "error status": (
+        {"status": "Internal error occurred", "response": None},
+        False,
+        "error_status",
+    ),
 }
 
 
@@ -155,6 +286,20 @@ def test_real_world_row_shapes(case: str) -> None:
 
 
 def test_token_counts_tolerate_missing_fields_and_count_thoughts() -> None:
-    outcome = read_row({"status": "", "response": ok_response("a", promptTokenCount=10, thoughtsTokenCount=5)})
+    outcome = read_row(
+        {"status": "", "response": ok_response("a", promptTokenCount=10, thoughtsTokenCount=5)}
+    )
     assert outcome.usage == {"prompt": 10, "candidates": 0, "thoughts": 5, "cached": 0, "total": 15}
-    assert read_row({"status": "", "response": {"candidates": [{"content": {"parts": [{"text": "a"}, {"text": "b", "thought": True}]}}]}}).text == "a"
+    assert (
+        read_row(
+            {
+                "status": "",
+                "response": {
+                    "candidates": [
+                        {"content": {"parts": [{"text": "a"}, {"text": "b", "thought": True}]}}
+                    ]
+                },
+            }
+        ).text
+        == "a"
+    )

@@ -24,19 +24,36 @@ def test_committed_schemas_are_up_to_date() -> None:
 def validate_event(attributes: dict[str, str], data: dict) -> None:
     """Check one published message against the schema of its ce-type (used across the suite)."""
     schema = json.loads((SCHEMAS / f"{attributes['ce-type']}.json").read_text())
-    jsonschema.validate({"attributes": attributes, "data": data}, schema,
-                        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    jsonschema.validate(
+        {"attributes": attributes, "data": data},
+        schema,
+        format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+    )
 
 
 @pytest.mark.parametrize("outcome", list(Outcome))
 def test_built_events_satisfy_their_schema(outcome: Outcome) -> None:
-    data = JobEventData(job_id="x-0123456789ab", outcome=outcome, state="SUCCEEDED",
-                        input=InputRef(uri="gs://in/x.jsonl", bucket="in", name="x.jsonl", generation="1",
-                                       lines=1, submitted=1, skipped=0),
-                        outputs=Outputs(prefix="gs://out/jobs/x-0123456789ab/"), timings=Timings())
-    event = build_event(data, source="//batchbox/projects/p/locations/l", time=dt.datetime.now(dt.UTC))
+    data = JobEventData(
+        job_id="x-0123456789ab",
+        outcome=outcome,
+        state="SUCCEEDED",
+        input=InputRef(
+            uri="gs://in/x.jsonl",
+            bucket="in",
+            name="x.jsonl",
+            generation="1",
+            lines=1,
+            submitted=1,
+            skipped=0,
+        ),
+        outputs=Outputs(prefix="gs://out/jobs/x-0123456789ab/"),
+        timings=Timings(),
+    )
+    event = build_event(
+        data, source="//batchbox/projects/p/locations/l", time=dt.datetime.now(dt.UTC)
+    )
     validate_event(event.attributes, event.data)
     other = next(o for o in Outcome if o is not outcome)
+    schema = json.loads((SCHEMAS / f"{other.event_type}.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
-        schema = json.loads((SCHEMAS / f"{other.event_type}.json").read_text())
         jsonschema.validate({"attributes": event.attributes, "data": event.data}, schema)

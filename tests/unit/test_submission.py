@@ -12,12 +12,22 @@ from batchbox import errors
 from batchbox.keys import job_id_for
 from batchbox.models import JobRecord, Stage, StorageObject
 from batchbox.submission import LINE_LABEL, InProgressError, handle_finalized, resolve_options
-from tests.fakes import Clock, FakeBatchJobs, MemoryBlobStore, MemoryRegistry, RecordingPublisher, make_deps, make_settings
+from tests.fakes import (
+    Clock,
+    FakeBatchJobs,
+    make_deps,
+    make_settings,
+)
 
 GOOD = [
     {"id": "a", "request": {"contents": [{"role": "user", "parts": [{"text": "Say hi"}]}]}},
-    {"id": "b", "request": {"contents": [{"role": "user", "parts": [{"text": "Name a colour"}]}],
-                            "generationConfig": {"temperature": 0.2}}},
+    {
+        "id": "b",
+        "request": {
+            "contents": [{"role": "user", "parts": [{"text": "Name a colour"}]}],
+            "generationConfig": {"temperature": 0.2},
+        },
+    },
 ]
 
 
@@ -27,7 +37,9 @@ def jsonl(*rows: object) -> bytes:
 
 def upload(deps, name: str, data: bytes, *, generation: str = "1", metadata=None) -> StorageObject:
     deps.blobs.objects[f"gs://inbox/{name}"] = data
-    return StorageObject(bucket="inbox", name=name, generation=generation, size=len(data), metadata=metadata or {})
+    return StorageObject(
+        bucket="inbox", name=name, generation=generation, size=len(data), metadata=metadata or {}
+    )
 
 
 def test_valid_file_is_staged_with_line_labels_and_submitted_once() -> None:
@@ -39,7 +51,7 @@ def test_valid_file_is_staged_with_line_labels_and_submitted_once() -> None:
     assert record is not None and record.stage is Stage.ACTIVE
     assert deps.batch.created == [record.vertex_job]
     assert record.output_prefix == f"gs://output/jobs/{record.job_id}/"
-    staged = [orjson.loads(l) for l in deps.blobs.objects[record.staged_uri].splitlines()]
+    staged = [orjson.loads(x) for x in deps.blobs.objects[record.staged_uri].splitlines()]
     assert [s["id"] for s in staged] == ["a", "b"]
     assert [s["request"]["labels"][LINE_LABEL] for s in staged] == ["1", "2"]
     assert staged[1]["request"]["generationConfig"] == {"temperature": 0.2}
@@ -85,8 +97,12 @@ def test_ten_concurrent_deliveries_make_one_job() -> None:
 
 def test_new_generation_is_a_new_input() -> None:
     deps = make_deps()
-    handle_finalized(upload(deps, "x.jsonl", jsonl(*GOOD), generation="1"), event_time=None, deps=deps)
-    handle_finalized(upload(deps, "x.jsonl", jsonl(*GOOD), generation="2"), event_time=None, deps=deps)
+    handle_finalized(
+        upload(deps, "x.jsonl", jsonl(*GOOD), generation="1"), event_time=None, deps=deps
+    )
+    handle_finalized(
+        upload(deps, "x.jsonl", jsonl(*GOOD), generation="2"), event_time=None, deps=deps
+    )
     assert len(deps.batch.created) == 2
 
 
@@ -120,10 +136,21 @@ def test_worker_dying_mid_validation_is_resumed_after_its_lease() -> None:
     obj = upload(deps, "x.jsonl", jsonl(*GOOD))
     job_id = job_id_for("inbox", "x.jsonl", "1")
     # A worker claimed the input and died: the record stays RECEIVED with its lease.
-    deps.registry.create(JobRecord(key="inbox/x.jsonl#1", job_id=job_id, input_uri=obj.uri, bucket="inbox",
-                                   name="x.jsonl", generation="1", stage=Stage.RECEIVED,
-                                   output_prefix=f"gs://output/jobs/{job_id}/", created_at=clock(),
-                                   updated_at=clock(), lease_until=clock() + dt.timedelta(minutes=10)))
+    deps.registry.create(
+        JobRecord(
+            key="inbox/x.jsonl#1",
+            job_id=job_id,
+            input_uri=obj.uri,
+            bucket="inbox",
+            name="x.jsonl",
+            generation="1",
+            stage=Stage.RECEIVED,
+            output_prefix=f"gs://output/jobs/{job_id}/",
+            created_at=clock(),
+            updated_at=clock(),
+            lease_until=clock() + dt.timedelta(minutes=10),
+        )
+    )
     with pytest.raises(InProgressError):
         handle_finalized(obj, event_time=None, deps=deps)
     clock.advance(11 * 60)
@@ -133,7 +160,11 @@ def test_worker_dying_mid_validation_is_resumed_after_its_lease() -> None:
 
 def test_invalid_file_is_rejected_with_report_and_one_event() -> None:
     deps = make_deps()
-    bad = [GOOD[0], {"request": {"contents": [{"role": "system", "parts": [{"text": "x"}]}]}}, {"nope": 1}]
+    bad = [
+        GOOD[0],
+        {"request": {"contents": [{"role": "system", "parts": [{"text": "x"}]}]}},
+        {"nope": 1},
+    ]
     obj = upload(deps, "bad.jsonl", jsonl(*bad))
 
     record = handle_finalized(obj, event_time=None, deps=deps)
@@ -144,7 +175,9 @@ def test_invalid_file_is_rejected_with_report_and_one_event() -> None:
     report = orjson.loads(deps.blobs.objects[record.report_uri])
     assert report["error_count"] >= 2
     assert "report.txt" in " ".join(deps.blobs.objects)
-    assert record.staged_uri is None and not any(u.endswith("input.jsonl") for u in deps.blobs.objects)
+    assert record.staged_uri is None and not any(
+        u.endswith("input.jsonl") for u in deps.blobs.objects
+    )
     assert deps.blobs.objects[obj.uri] == jsonl(*bad)
     [(data, attrs)] = deps.publisher.on("batchbox-results")
     assert attrs["ce-type"] == "dev.batchbox.job.v1.rejected"
@@ -163,7 +196,7 @@ def test_partial_mode_submits_the_valid_lines() -> None:
     record = handle_finalized(obj, event_time=None, deps=deps)
     assert record is not None and record.stage is Stage.ACTIVE
     assert (record.lines_total, record.lines_submitted, record.lines_skipped) == (3, 2, 1)
-    staged = [orjson.loads(l) for l in deps.blobs.objects[record.staged_uri].splitlines()]
+    staged = [orjson.loads(x) for x in deps.blobs.objects[record.staged_uri].splitlines()]
     assert [s["request"]["labels"][LINE_LABEL] for s in staged] == ["1", "3"]
     assert record.report_uri is not None
 
@@ -212,21 +245,39 @@ def test_running_job_cap_keeps_new_jobs_queued() -> None:
 
 
 def test_options_come_from_metadata_then_routes_then_defaults() -> None:
-    settings = make_settings(routes=[{"prefix": "lite/", "model": "gemini-2.5-flash-lite", "labels": {"team": "x"}}])
-    routed = resolve_options(StorageObject(bucket="inbox", name="lite/a.jsonl", generation="1"), settings)
+    settings = make_settings(
+        routes=[{"prefix": "lite/", "model": "gemini-2.5-flash-lite", "labels": {"team": "x"}}]
+    )
+    routed = resolve_options(
+        StorageObject(bucket="inbox", name="lite/a.jsonl", generation="1"), settings
+    )
     assert routed.model == "gemini-2.5-flash-lite" and routed.labels == {"team": "x"}
-    meta = StorageObject(bucket="inbox", name="lite/a.jsonl", generation="1",
-                         metadata={"model": "publishers/google/models/gemini-2.5-pro", "labels": "run=7"})
+    meta = StorageObject(
+        bucket="inbox",
+        name="lite/a.jsonl",
+        generation="1",
+        metadata={"model": "publishers/google/models/gemini-2.5-pro", "labels": "run=7"},
+    )
     chosen = resolve_options(meta, settings)
     assert chosen.model == "gemini-2.5-pro" and chosen.labels == {"team": "x", "run": "7"}
-    default = resolve_options(StorageObject(bucket="inbox", name="a.jsonl", generation="1"), settings)
+    default = resolve_options(
+        StorageObject(bucket="inbox", name="a.jsonl", generation="1"), settings
+    )
     assert default.model == settings.default_model
 
 
 @pytest.mark.parametrize(
     "name",
-    ["../../etc/passwd.jsonl", "/abs/path.jsonl", "a/../../b.jsonl", "weird name (1) ✓.jsonl",
-     "..jsonl", "%2e%2e/x.jsonl", "a\\..\\b.jsonl", "x" * 900 + ".jsonl"],
+    [
+        "../../etc/passwd.jsonl",
+        "/abs/path.jsonl",
+        "a/../../b.jsonl",
+        "weird name (1) ✓.jsonl",
+        "..jsonl",
+        "%2e%2e/x.jsonl",
+        "a\\..\\b.jsonl",
+        "x" * 900 + ".jsonl",
+    ],
 )
 def test_object_names_never_escape_the_job_prefix(name: str) -> None:
     deps = make_deps()

@@ -71,7 +71,7 @@ class FirestoreJobRegistry:
         doc = self._doc(job_id)
         written: list[JobRecord | None] = [None]
 
-        @firestore.transactional  # type: ignore[misc]
+        @firestore.transactional
         def run(transaction: firestore.Transaction) -> None:
             written[0] = None
             snapshot = doc.get(transaction=transaction)

@@ -30,7 +30,7 @@ class GcsBlobStore:
     @cached_property
     def client(self) -> storage.Client:
         if self._client_factory is not None:
-            return self._client_factory()  # type: ignore[no-any-return]
+            return self._client_factory()
         from google.cloud import storage
 
         return storage.Client(project=self._project)
@@ -48,7 +48,7 @@ class GcsBlobStore:
             reader = blob.open("rb", chunk_size=CHUNK_SIZE)
         try:
             with translated(f"reading {uri}"):
-                yield reader  # type: ignore[misc]
+                yield reader
         finally:
             reader.close()
 
@@ -58,8 +58,10 @@ class GcsBlobStore:
     ) -> Iterator[BinaryIO]:
         blob = self._blob(uri)
         with translated(f"writing {uri}"):
-            writer = blob.open("wb", chunk_size=CHUNK_SIZE, content_type=content_type, ignore_flush=True)
-            yield writer  # type: ignore[misc]
+            writer = blob.open(
+                "wb", chunk_size=CHUNK_SIZE, content_type=content_type, ignore_flush=True
+            )
+            yield writer
             writer.close()
 
     def write_bytes(

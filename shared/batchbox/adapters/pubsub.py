@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from batchbox.adapters._errors import translated
 
 if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
 PUBLISH_TIMEOUT_SECONDS = 60.0
 
@@ -24,8 +24,8 @@ class PubSubPublisher:
     @cached_property
     def client(self) -> pubsub_v1.PublisherClient:
         if self._client_factory is not None:
-            return self._client_factory()  # type: ignore[no-any-return]
-        from google.cloud import pubsub_v1
+            return self._client_factory()
+        import google.cloud.pubsub_v1 as pubsub_v1
 
         # A function publishes a handful of messages per invocation: send each at once rather
         # than waiting for a batch to fill.
@@ -34,7 +34,9 @@ class PubSubPublisher:
         )
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
-        path = topic if topic.startswith("projects/") else self.client.topic_path(self._project, topic)
+        path = (
+            topic if topic.startswith("projects/") else self.client.topic_path(self._project, topic)
+        )
         with translated(f"publishing to {path}"):
             future = self.client.publish(path, data, **attributes)
             return str(future.result(timeout=PUBLISH_TIMEOUT_SECONDS))

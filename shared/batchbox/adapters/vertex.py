@@ -114,7 +114,7 @@ class GenaiBatchJobs:
             vertexai=True,
             project=self._project,
             location=self._location,
-            credentials=google.oauth2.credentials.Credentials(token="local"),  # noqa: S106
+            credentials=google.oauth2.credentials.Credentials(token="local"),  # type: ignore[no-untyped-call]  # noqa: S106
             http_options=types.HttpOptions(base_url=self._base_url, api_version="v1"),
         )
 
@@ -142,7 +142,9 @@ class GenaiBatchJobs:
             found.extend(to_info(job) for job in pager if job.display_name == display_name)
         if not found:
             return None
-        return max(found, key=lambda info: info.create_time or dt.datetime.min.replace(tzinfo=dt.UTC))
+        return max(
+            found, key=lambda info: info.create_time or dt.datetime.min.replace(tzinfo=dt.UTC)
+        )
 
     def cancel(self, name: str) -> None:
         with _translated(f"cancelling batch job {name}"):

@@ -177,7 +177,7 @@ def create_app(
             headers, body = to_cloud_event(notification)
         except InvalidPushError as exc:
             # Redelivering an unreadable notification can never help: acknowledge it.
-            log.error("dropped an unreadable notification: %s", exc, extra={"fields": fields})  # noqa: TRY400
+            log.error("dropped an unreadable notification: %s", exc, extra={"fields": fields})
             return "", 204
         status = deliver(target, headers, body, timeout=timeout)
         log.info(

@@ -304,7 +304,11 @@ def storage_service(
         "-log-level",
         "warn",
     ]
-    argv += ["-backend", "filesystem", "-filesystem-root", str(root)] if root else ["-backend", "memory"]
+    argv += (
+        ["-backend", "filesystem", "-filesystem-root", str(root)]
+        if root
+        else ["-backend", "memory"]
+    )
     env: dict[str, str] = {}
     if notifications is not None:
         argv += [
