@@ -6,38 +6,18 @@ Logs one JSON object per line on stderr. Stops cleanly on Ctrl-C and SIGTERM.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
-from typing import Any
 
-import orjson
+from batchbox.logs import JsonFormatter
 
 from .config import VERBS, EmulatorConfig
 from .responder import EchoResponder, Responder, load_responder
 from .server import LOOPBACK, EmulatorServer
-
-
-class _JsonFormatter(logging.Formatter):
-    """Cloud Logging's ``severity``, ``message`` and ``time``, plus ``extra={"fields": {...}}``."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "severity": record.levelname,
-            "message": record.getMessage(),
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
-            "logger": record.name,
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
-        if record.exc_info:
-            entry["stack_trace"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
 
 
 def _non_negative(text: str) -> float:
@@ -143,7 +123,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
 
 def _configure_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_JsonFormatter())
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
