@@ -303,3 +303,26 @@ def test_token_counts_tolerate_missing_fields_and_count_thoughts() -> None:
         ).text
         == "a"
     )
+
+
+def test_large_rows_and_varied_timestamps_and_token_details() -> None:
+    deps = make_deps()
+    big_text = "x" * 150_000  # rows of over 100 KB occur with long answers or echoed images
+    stamps = ["2026-01-01T00:00:01.12Z", "2026-01-01T00:00:01.123456Z"]
+
+    def rows(staged):
+        out = []
+        for stamp, s in zip(stamps, staged, strict=True):
+            response = ok_response(big_text)
+            response["usageMetadata"]["promptTokensDetails"] = [
+                {"modality": "TEXT", "tokenCount": 4}
+            ]
+            out.append(echo(s, response=response, processed_time=stamp))
+        return out
+
+    record = finished_job(deps, requests(2), VertexState.SUCCEEDED, rows)
+    event = handle_job_finished(record.job_id, deps)
+    results = list(iter_results(deps.blobs, event.data["outputs"]["results"]))
+    assert sorted(r["processed_time"] for r in results) == sorted(stamps)
+    assert all(len(r["text"]) == 150_000 for r in results)
+    assert event.data["counts"]["succeeded"] == 2
