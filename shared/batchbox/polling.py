@@ -35,6 +35,7 @@ from batchbox.events import (
 from batchbox.logs import bind, get_logger
 from batchbox.models import POLLED_STAGES, Counts, JobRecord, Stage, VertexState
 from batchbox.ports import BatchJobInfo
+from batchbox.settings import Settings
 from batchbox.submission import InProgressError, SubmitDeps, input_ref, submit_job
 
 log = get_logger("poll")
@@ -177,34 +178,45 @@ def _publish_finished(record: JobRecord, deps: SubmitDeps, report: TickReport) -
         {"job_id": record.job_id, "state": str(record.vertex_state)},
     )
     now = deps.clock()
+    # Only the holder of the announcement lease gets here, so recording the time is safe.
     deps.registry.update(
         record.job_id,
         lambda current: (
-            current.model_copy(update={"notified_at": now}) if current.notified_at is None else None
+            current.model_copy(update={"notified_at": now})
+            if current.stage is Stage.FINISHED
+            else None
         ),
     )
     report.notified.append(record.job_id)
 
 
-def _notify_if_due(record: JobRecord, deps: SubmitDeps, report: TickReport) -> None:
-    """Re-announce a FINISHED job whose announcing tick died before recording it."""
-    if record.notified_at is not None:
-        return
-    now = deps.clock()
+def _announcement_due(record: JobRecord, settings: Settings, now: dt.datetime) -> bool:
+    """A FINISHED job is announced again when the tick announcing it died before recording it
+    (no ``notified_at`` once its lease ran out), or when complete has still not processed it long
+    after the announcement (its message went to the dead-letter topic, say)."""
+    if record.stage is not Stage.FINISHED:
+        return False
     if record.notify_lease_until is not None and record.notify_lease_until > now:
+        return False
+    if record.notified_at is None:
+        return True
+    return (now - record.notified_at).total_seconds() > settings.reannounce_seconds
+
+
+def _notify_if_due(record: JobRecord, deps: SubmitDeps, report: TickReport) -> None:
+    now = deps.clock()
+    if not _announcement_due(record, deps.settings, now):
         return
 
     def renew(current: JobRecord) -> JobRecord | None:
-        if current.stage is not Stage.FINISHED or current.notified_at is not None:
-            return None
-        if current.notify_lease_until is not None and current.notify_lease_until > now:
+        if not _announcement_due(current, deps.settings, now):
             return None
         lease = now + dt.timedelta(seconds=deps.settings.notify_lease_seconds)
         return current.model_copy(update={"notify_lease_until": lease})
 
     if (renewed := deps.registry.update(record.job_id, renew)) is not None:
         log.warning(
-            "announcing finished job %s again: the last announcement was not recorded",
+            "announcing finished job %s again: it was not processed after the last announcement",
             record.job_id,
         )
         _publish_finished(renewed, deps, report)

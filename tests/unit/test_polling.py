@@ -183,3 +183,18 @@ def test_watchdog_can_be_switched_off() -> None:
     clock.advance(10**7)
     run_tick(deps)
     assert deps.publisher.on("batchbox-results") == [] and deps.batch.cancelled == []
+
+
+def test_finished_job_left_unprocessed_is_announced_again_later() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(reannounce_seconds=600), clock=clock)
+    record = submitted(deps)
+    deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED)
+    run_tick(deps)
+    clock.advance(300)
+    run_tick(deps)
+    assert len(deps.publisher.on("batchbox-job-finished")) == 1
+    clock.advance(301)  # complete never processed it: its message was dead-lettered
+    run_tick(deps)
+    run_tick(deps)
+    assert len(deps.publisher.on("batchbox-job-finished")) == 2
