@@ -47,7 +47,6 @@ module "submit" {
 
   depends_on = [
     google_storage_bucket_iam_member.submit_reads_inbox,
-    google_storage_bucket_iam_member.reads_output,
     google_storage_bucket_iam_member.writes_output_prefix,
     google_project_iam_member.registry_user,
     google_project_iam_member.vertex_user,
@@ -140,10 +139,9 @@ module "complete" {
   }
 
   depends_on = [
-    google_storage_bucket_iam_member.reads_output,
+    google_storage_bucket_iam_member.complete_reads_output,
     google_storage_bucket_iam_member.writes_output_prefix,
     google_project_iam_member.registry_user,
-    google_project_iam_member.vertex_viewer,
     google_pubsub_topic_iam_member.publishes_results,
     google_pubsub_topic_iam_member.dead_letter_publisher,
     google_service_account_iam_member.pubsub_mints_trigger_tokens,

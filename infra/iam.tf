@@ -4,10 +4,10 @@
 # project-level roles.
 #
 #   function   reads              writes                        publishes to     Vertex AI
-#   submit     inbox, output      output/<prefix>               results          create, get, list
+#   submit     inbox              output/<prefix>               results          create, get, list
 #   poll       -                  -                             job-finished,    create, get, list,
 #                                                               results          cancel
-#   complete   output             output/<prefix>               results          get
+#   complete   output             output/<prefix>               results          -
 #   (all three read and write the job registry)
 
 locals {
@@ -26,12 +26,12 @@ resource "google_storage_bucket_iam_member" "submit_reads_inbox" {
   member = local.function_members["submit"]
 }
 
-# Listing needs a bucket-wide grant (a list request names the bucket, not an object).
-resource "google_storage_bucket_iam_member" "reads_output" {
-  for_each = toset(["submit", "complete"])
-  bucket   = google_storage_bucket.output.name
-  role     = "roles/storage.objectViewer"
-  member   = local.function_members[each.key]
+# complete lists a job's prediction files, and listing needs a bucket-wide grant (a list
+# request names the bucket, not an object). submit only writes and deletes under the prefix.
+resource "google_storage_bucket_iam_member" "complete_reads_output" {
+  bucket = google_storage_bucket.output.name
+  role   = "roles/storage.objectViewer"
+  member = local.function_members["complete"]
 }
 
 # Create, overwrite and delete only under the output prefix (staged inputs, reports, results).
@@ -65,13 +65,6 @@ resource "google_project_iam_member" "vertex_user" {
   project  = var.project_id
   role     = "roles/aiplatform.user"
   member   = local.function_members[each.key]
-}
-
-# complete only reads a finished job (its output directory and counts).
-resource "google_project_iam_member" "vertex_viewer" {
-  project = var.project_id
-  role    = "roles/aiplatform.viewer"
-  member  = local.function_members["complete"]
 }
 
 resource "google_pubsub_topic_iam_member" "publishes_results" {

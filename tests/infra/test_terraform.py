@@ -107,7 +107,6 @@ def test_no_primitive_roles_and_no_authoritative_iam(directory: Path) -> None:
 EXPECTED_FUNCTION_GRANTS = {
     "submit": {
         ("roles/storage.objectViewer", "bucket:inbox"),
-        ("roles/storage.objectViewer", "bucket:output"),
         ("roles/storage.objectUser", "bucket:output"),
         ("roles/datastore.user", "project"),
         ("roles/aiplatform.user", "project"),
@@ -123,7 +122,6 @@ EXPECTED_FUNCTION_GRANTS = {
         ("roles/storage.objectViewer", "bucket:output"),
         ("roles/storage.objectUser", "bucket:output"),
         ("roles/datastore.user", "project"),
-        ("roles/aiplatform.viewer", "project"),
         ("roles/pubsub.publisher", "topic:results"),
     },
 }
@@ -179,7 +177,6 @@ def test_project_level_roles_are_only_those_without_a_narrower_resource(root: Mo
         *((f"function:{name}", "roles/datastore.user") for name in FUNCTIONS),  # conditioned
         ("function:submit", "roles/aiplatform.user"),
         ("function:poll", "roles/aiplatform.user"),
-        ("function:complete", "roles/aiplatform.viewer"),
         ("sa:trigger", "roles/eventarc.eventReceiver"),
         ("agent:gcs", "roles/pubsub.publisher"),  # Eventarc's transport topic has no fixed name
         ("sa:build", "roles/logging.logWriter"),
@@ -477,3 +474,18 @@ def test_function_sizing_is_variable_with_defaults_within_platform_limits(root: 
         timeout = int(re.search(r"timeout_seconds\s*=\s*optional\(number,\s*(\d+)\)", type_)[1])
         assert timeout <= 540 if function == "submit" else timeout <= 600
         assert unwrap(root.modules[function]["function_config"]) == f"var.{function}_function"
+
+
+REFERENCE = re.compile(r"(?<![\w.])(google_[a-z0-9_]+)\.([a-z0-9_]+)\b")
+DECLARED = re.compile(r'^resource\s+"(google_[a-z0-9_]+)"\s+"([a-z0-9_]+)"', re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    "folder", sorted({path.parent for path in INFRA.rglob("*.tf")}), ids=lambda p: p.name
+)
+def test_every_resource_reference_names_a_declared_resource(folder: Path) -> None:
+    """What terraform validate would catch first: a reference to a resource that is not there."""
+    text = "\n".join(path.read_text() for path in sorted(folder.glob("*.tf")))
+    declared = set(DECLARED.findall(text))
+    dangling = sorted({ref for ref in REFERENCE.findall(text) if ref not in declared})
+    assert dangling == [], f"references to undeclared resources in {folder}: {dangling}"
