@@ -67,15 +67,20 @@ class LineChecker:
     def begin(self, line: int | None) -> None:
         """Start a new line."""
         self.line = line
-        self.errors = []
+        if self.errors:  # a list handed out with the previous line's errors is left alone
+            self.errors = []
         self.dropped = 0
-        self.pending.clear()
         self.depth = 0
         self.depth_reported = False
-        self.cache_pending.clear()
+        if self.pending:
+            self.pending.clear()
+        if self.cache_pending:
+            self.cache_pending.clear()
 
     def end(self, *, valid: bool) -> None:
         """Finish a line; a valid line's key paths join the cross-line table."""
+        if not self.pending and not self.cache_pending:  # the usual line: nothing new learnt
+            return
         types = self.types
         if valid and types is not None and self.line is not None:
             for key, json_type in self.pending.items():

@@ -2,7 +2,8 @@
 
 The stream is read in fixed-size chunks, never whole. A line longer than the limit is not
 buffered: once it passes the limit its bytes are counted and dropped until the next newline.
-So memory stays near ``chunk_size + max_line_bytes`` whatever the file holds.
+So memory stays near ``chunk_size + max_line_bytes`` whatever the file holds (the pieces of an
+unfinished line are views of the chunks they came from, so at most one chunk more).
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ class LineReader:
 
     def __iter__(self) -> Iterator[RawLine]:
         number = 0
-        pending: list[bytes] = []  # the start of a line whose end is in a later chunk
+        # The start of a line whose end is in a later chunk, as views of the chunks: a line that
+        # straddles chunks (most lines with inline images do) is copied once, by the join.
+        pending: list[bytes | memoryview] = []
         pending_size = 0
         skipped = -1  # >= 0 while dropping an over-long line: its size so far
         max_line = self._max_line
@@ -69,7 +72,7 @@ class LineReader:
                     yield number, None, skipped + end - start
                     skipped = -1
                 elif pending:
-                    pending.append(chunk[start:end])
+                    pending.append(view[start:end])
                     line = b"".join(pending)
                     pending, pending_size = [], 0
                     yield number, (line if len(line) <= max_line else None), len(line)
@@ -86,7 +89,7 @@ class LineReader:
                 skipped = pending_size + tail
                 pending, pending_size = [], 0
             elif tail:
-                pending.append(chunk[start:])
+                pending.append(view[start:] if start else chunk)
                 pending_size += tail
                 self.peak_pending_bytes = max(self.peak_pending_bytes, pending_size)
         if skipped >= 0:

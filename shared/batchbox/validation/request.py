@@ -3,6 +3,11 @@
 One pass over the parsed JSON, driven by the field tables of :mod:`.schema`: a dict lookup per
 key, a function call per value, and strings for errors built (in :mod:`.messages`) only when an
 error occurs. Cross-line state lives in the :class:`~.checker.LineChecker` passed along.
+
+The shapes nearly every line repeats (turns of text, file and inline-data parts, function
+calls, lists of records in free-form values) take fast paths that check and track exactly what
+the generic walk would, with fewer calls and no path strings; anything unusual goes through the
+generic walk, which words the errors. ``test_validation_fast_paths`` holds the two ways equal.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ _JSON_TYPES: dict[type, str] = {
     float: "number",
     bool: "boolean",
 }
+_SCALAR_TYPES = {key: value for key, value in _JSON_TYPES.items() if key not in (dict, list)}
 _LIST_KINDS = (schema.LIST, schema.PARTS)
 
 
@@ -66,14 +72,19 @@ def check_record(checker: LineChecker, record: object) -> None:
         )
         return
     request = record.get("request")
-    if request is None:
+    if type(request) is dict:
+        _walk(checker, request, _REQUEST, "request")
+    elif request is None:
         messages.missing_request(checker, record)
     else:
         check_request(checker, request)
+    types = checker.types
     for key, value in record.items():
         if key == "request" or value is None:
             continue
-        path = messages.join_key("", key)
+        path = _TOP_PATHS.get(key)
+        if path is None:
+            path = _top_path(key)
         if key in RESERVED_KEYS:
             checker.fail(
                 path,
@@ -83,7 +94,29 @@ def check_record(checker: LineChecker, record: object) -> None:
                 f"rename {key!r}: the prediction output adds a key of that name to every row",
             )
             continue
-        _walk_free(checker, value, path, path, 1)
+        json_type = _SCALAR_TYPES.get(type(value))
+        if json_type is None:
+            _walk_free(checker, value, path, path, 1)
+        elif types is not None:  # an id or another scalar: _walk_free's track, inlined
+            seen = types.get(path)
+            if seen is None or seen[0] != json_type:
+                checker.track(path, json_type, path)
+
+
+# Lines repeat the same few top-level keys: their paths are built once (short keys only, so the
+# cache stays small whatever a file holds).
+_TOP_PATHS: dict[str, str] = {}
+_TOP_PATHS_SIZE = 1024
+_TOP_KEY_CHARS = 64
+
+
+def _top_path(key: str) -> str:
+    path = messages.join_key("", key)
+    if len(key) <= _TOP_KEY_CHARS:
+        if len(_TOP_PATHS) >= _TOP_PATHS_SIZE:
+            _TOP_PATHS.clear()
+        _TOP_PATHS[key] = path
+    return path
 
 
 # --- Objects ----------------------------------------------------------------------------------
@@ -162,11 +195,8 @@ def _check_parts(checker: LineChecker, value: object, field: Field, path: str) -
         checker.track(field, "array", path)
         if not value:
             messages.empty_list(checker, field, path)
-        for index, part in enumerate(value):
-            if type(part) is dict and part:
-                _walk(checker, part, spec, f"{path}[{index}]")
-            else:
-                messages.bad_part(checker, part, f"{path}[{index}]")
+        else:
+            _check_part_list(checker, value, spec, path, -1)
     elif type(value) is dict:
         checker.track(field, "object", path)
         if value:
@@ -175,6 +205,178 @@ def _check_parts(checker: LineChecker, value: object, field: Field, path: str) -
             messages.bad_part(checker, value, path)
     else:
         messages.wrong_type(checker, value, field, path)
+
+
+# --- The usual turns and parts, without the generic walk ---------------------------------------
+#
+# Nearly every line holds turns like {"role": "user", "parts": [{"text": "..."}]}. The generic
+# walk spends a call, a path string and a table lookup on every value of them; here the usual
+# shapes are recognised with a few dict lookups instead. A turn or a part is either accepted here
+# whole, after the same checks and the same cross-line tracking (in the same order) as the
+# generic walk, or handed to the generic walk from its start, which finds and words any error.
+# So errors, their order and their paths do not depend on which way a value went.
+
+_ROLES = ("user", "model")
+
+
+def _check_contents(checker: LineChecker, value: object, field: Field, path: str) -> None:
+    """request.contents: a list of Content."""
+    item = field.item
+    assert item is not None
+    if type(value) is not list or not value:  # no size limit but "not empty" (see _bind)
+        _check_list(checker, value, field, path)
+        return
+    types = checker.types
+    parts_field = _CONTENT_PARTS
+    for index, content in enumerate(value):
+        if type(content) is dict:
+            parts = content.get("parts")
+            size = len(content)
+            if (
+                type(parts) is list
+                and parts
+                and (size == 1 or (size == 2 and content.get("role") in _ROLES))
+            ):
+                # {"parts": [...]} or {"role": "user" | "model", "parts": [...]}
+                if types is not None:
+                    seen = types.get(parts_field)
+                    if seen is None or seen[0] != "array":
+                        checker.track(parts_field, "array", f"{path}[{index}].parts")
+                for number, part in enumerate(parts):  # _check_part_list's loop, inlined
+                    if type(part) is dict and len(part) == 1:
+                        text = part.get("text")
+                        if text is not None:
+                            if type(text) is str and text:
+                                continue
+                        elif _media_part_ok(part) or _function_part_ok(
+                            checker, part, path, index, number
+                        ):
+                            continue
+                    _check_part_list(checker, parts, _PART, path, index, number)
+                    break
+                continue
+        if content is None:
+            messages.null_element(checker, f"{path}[{index}]")
+        else:
+            item.check(checker, content, item, f"{path}[{index}]")
+
+
+def _check_system_instruction(checker: LineChecker, value: object, field: Field, path: str) -> None:
+    """request.systemInstruction: a Content whose role is any string."""
+    if type(value) is dict:
+        parts = value.get("parts")
+        size = len(value)
+        if (
+            type(parts) is list
+            and parts
+            and (size == 1 or (size == 2 and type(value.get("role")) is str))
+        ):
+            types = checker.types
+            parts_path = path + ".parts"
+            if types is not None:
+                seen = types.get(_SYSTEM_PARTS)
+                if seen is None or seen[0] != "array":
+                    checker.track(_SYSTEM_PARTS, "array", parts_path)
+            _check_part_list(checker, parts, _PART, parts_path, -1)
+            return
+    _check_object(checker, value, field, path)
+
+
+def _check_part_list(
+    checker: LineChecker,
+    parts: list[Any],
+    spec: ObjectSpec,
+    base: str,
+    index: int,
+    start: int = 0,
+) -> None:
+    """A non-empty list of parts from ``start`` on, at ``base`` (or at ``base[index].parts`` when
+    ``index`` is not negative: built only when a part needs the generic walk)."""
+    for number in range(start, len(parts)):
+        part = parts[number]
+        if type(part) is dict and len(part) == 1:
+            text = part.get("text")
+            if text is not None:
+                if type(text) is str and text:  # Part.text: a non-empty string
+                    continue
+            elif _media_part_ok(part) or _function_part_ok(checker, part, base, index, number):
+                continue
+        path = base if index < 0 else f"{base}[{index}].parts"
+        if type(part) is dict and part:
+            _walk(checker, part, spec, f"{path}[{number}]")
+        else:
+            messages.bad_part(checker, part, f"{path}[{number}]")
+
+
+def _media_part_ok(part: dict[str, Any]) -> bool:
+    """Whether a one-key part is an inlineData or fileData part that passes every check."""
+    blob = part.get("inlineData")
+    if blob is not None:
+        if type(blob) is not dict or len(blob) != 2:
+            return False
+        data, mime = blob.get("data"), blob.get("mimeType")
+        data_rule, mime_rule = _BLOB_DATA.rule, _BLOB_MIME.rule
+    else:
+        blob = part.get("fileData")
+        if type(blob) is not dict or len(blob) != 2:
+            return False
+        data, mime = blob.get("fileUri"), blob.get("mimeType")
+        data_rule, mime_rule = _FILE_URI.rule, _FILE_MIME.rule
+    # Both fields are required strings; their rules (base64 or URI, MIME type) as _check_string
+    # applies them.
+    return (
+        type(mime) is str
+        and type(data) is str
+        and (mime_rule is None or mime_rule(mime) is None)
+        and (data_rule is None or data_rule(data) is None)
+    )
+
+
+def _function_part_ok(
+    checker: LineChecker, part: dict[str, Any], base: str, index: int, number: int
+) -> bool:
+    """Whether a one-key part is a functionCall or functionResponse part with just a name and
+    its free-form object, which is then walked as _check_struct would (errors in it are the
+    same either way)."""
+    call = part.get("functionCall")
+    if call is not None:
+        key, value_key = "functionCall", "args"
+    else:
+        call = part.get("functionResponse")
+        if call is None:
+            return False
+        key, value_key = "functionResponse", "response"
+    if type(call) is not dict:
+        return False
+    name = call.get("name")
+    if type(name) is not str or not name:  # FunctionCall.name, FunctionResponse.name
+        return False
+    if len(call) == 1:
+        return True
+    value = call.get(value_key)
+    if len(call) != 2 or type(value) is not dict:
+        return False
+    norms = _FUNCTION_NORMS.get((base, index < 0)) or _function_norms(base, index)
+    where: _Where = base if index < 0 else ((base, index), "parts")
+    _walk_free(checker, value, (((where, number), key), value_key), norms[key], 1)
+    return True
+
+
+# (parts path, whether it is the path of the list itself) -> normalized paths of the free-form
+# values of function parts in that list, as _normalize would give them.
+_FUNCTION_NORMS: dict[tuple[str, bool], dict[str, str]] = {}
+
+
+def _function_norms(base: str, index: int) -> dict[str, str]:
+    items = _normalize(f"{base}[0]" if index < 0 else f"{base}[0].parts[0]")
+    norms = {
+        "functionCall": f"{items}.functionCall.args",
+        "functionResponse": f"{items}.functionResponse.response",
+    }
+    if len(_FUNCTION_NORMS) >= _NORM_CACHE_SIZE:
+        _FUNCTION_NORMS.clear()
+    _FUNCTION_NORMS[(base, index < 0)] = norms
+    return norms
 
 
 # --- Lists and maps -------------------------------------------------------------------------
@@ -192,6 +394,16 @@ def _check_list(checker: LineChecker, value: object, field: Field, path: str) ->
     item = field.item
     assert item is not None
     check = item.check
+    if check is _check_string:  # a list of strings: their paths are built only for an error
+        rule = item.rule
+        for index, element in enumerate(value):
+            if type(element) is str and (rule is None or rule(element) is None):
+                continue
+            if element is None:
+                messages.null_element(checker, f"{path}[{index}]")
+            else:
+                check(checker, element, item, f"{path}[{index}]")
+        return
     for index, element in enumerate(value):
         if element is None:
             messages.null_element(checker, f"{path}[{index}]")
@@ -211,7 +423,16 @@ def _check_map(checker: LineChecker, value: object, field: Field, path: str) -> 
     item = field.item
     assert item is not None
     key_rule = field.key_rule
+    rule = item.rule
+    plain = item.check is _check_string  # labels: string values, checked inline when fine
     for key, element in value.items():
+        if (
+            plain
+            and type(element) is str
+            and (key_rule is None or key_rule(key) is None)
+            and (rule is None or rule(element) is None)
+        ):
+            continue
         element_path = messages.join_key(path, key)
         if key_rule is not None:
             problem = key_rule(key)
@@ -244,6 +465,15 @@ def _check_bool(checker: LineChecker, value: object, field: Field, path: str) ->
 
 def _check_int(checker: LineChecker, value: object, field: Field, path: str) -> None:
     # Proto-JSON accepts integers as numbers (1, 1.0) or as decimal strings ("1").
+    if type(value) is int:  # the usual case: _check_number with the lookup of track inlined
+        types = checker.types
+        if types is not None:
+            seen = types.get(field)
+            if seen is None or seen[0] != "number":
+                checker.track(field, "number", path)
+        if field.low is not None or field.high is not None:
+            _check_range(checker, value, value, field, path)
+        return
     number: float | None = None
     json_type = "number"
     if type(value) is int:
@@ -256,6 +486,15 @@ def _check_int(checker: LineChecker, value: object, field: Field, path: str) -> 
 
 
 def _check_float(checker: LineChecker, value: object, field: Field, path: str) -> None:
+    if type(value) is float or type(value) is int:  # as in _check_int
+        types = checker.types
+        if types is not None:
+            seen = types.get(field)
+            if seen is None or seen[0] != "number":
+                checker.track(field, "number", path)
+        if field.low is not None or field.high is not None:
+            _check_range(checker, value, value, field, path)
+        return
     number: float | None = None
     json_type = "number"
     if type(value) is float or type(value) is int:
@@ -335,32 +574,103 @@ def _check_json_schema(checker: LineChecker, value: object, field: Field, path: 
     _walk_json_schema(checker, value, path, _normalize(path), checker.depth + 1)
 
 
-def _walk_free(checker: LineChecker, value: object, path: str, norm: str, depth: int) -> None:
+# Free-form values are walked with their JSON path unbuilt: a path string, or a (parent, key or
+# index) pair, turned into a string by _path_of only for an error.
+_Where = str | tuple["_Where", str | int]
+
+
+def _path_of(where: _Where) -> str:
+    if isinstance(where, str):
+        return where
+    parent, step = where
+    base = _path_of(parent)
+    if isinstance(step, int):
+        return f"{base}[{step}]"
+    return messages.join_key(base, step)
+
+
+def _track(checker: LineChecker, key: str, json_type: str, where: _Where) -> None:
+    """checker.track, with the path built only when the table has something to say."""
+    types = checker.types
+    if types is not None:
+        seen = types.get(key)
+        if seen is None or seen[0] != json_type:
+            checker.track(key, json_type, _path_of(where))
+
+
+def _known(types: dict[object, tuple[str, int]], key: str, json_type: str) -> bool:
+    """Whether an earlier valid line already had ``json_type`` at ``key``."""
+    seen = types.get(key)
+    return seen is not None and seen[0] == json_type
+
+
+_FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _walk_free(checker: LineChecker, value: object, path: _Where, norm: str, depth: int) -> None:
+    # Scalars inside objects and arrays are tracked inline (the usual leaves of arguments and
+    # results), with the same lookups as checker.track; objects and arrays recurse.
+    types = checker.types
     if type(value) is dict:
-        checker.track(norm, "object", path)
+        if types is not None:  # _track, inlined
+            seen = types.get(norm)
+            if seen is None or seen[0] != "object":
+                checker.track(norm, "object", _path_of(path))
         if not value:
-            messages.empty_object(checker, None, path)
+            messages.empty_object(checker, None, _path_of(path))
         elif depth > MAX_FREE_DEPTH:
-            messages.too_deep(checker, path, limit=MAX_FREE_DEPTH)
+            messages.too_deep(checker, _path_of(path), limit=MAX_FREE_DEPTH)
         else:
             for key, element in value.items():
-                if element is not None:
-                    _walk_free(
-                        checker, element, messages.join_key(path, key), f"{norm}.{key}", depth + 1
-                    )
+                if element is None:
+                    continue
+                child = f"{norm}.{key}"
+                json_type = _SCALAR_TYPES.get(type(element))
+                if json_type is None:
+                    _walk_free(checker, element, (path, key), child, depth + 1)
+                elif types is not None:
+                    seen = types.get(child)
+                    if seen is None or seen[0] != json_type:
+                        checker.track(child, json_type, _path_of((path, key)))
     elif type(value) is list:
-        checker.track(norm, "array", path)
+        if types is not None:
+            seen = types.get(norm)
+            if seen is None or seen[0] != "array":
+                checker.track(norm, "array", _path_of(path))
         if depth > MAX_FREE_DEPTH:
-            messages.too_deep(checker, path, limit=MAX_FREE_DEPTH)
+            messages.too_deep(checker, _path_of(path), limit=MAX_FREE_DEPTH)
             return
         child = norm + "[]"
+        kinds = set(map(type, value))
+        if len(kinds) == 1:  # items all of one type, told apart in C
+            json_type = _SCALAR_TYPES.get(next(iter(kinds)))
+            if json_type is not None and (types is None or _known(types, child, json_type)):
+                return  # scalars of the type earlier lines had here: nothing to say per item
+        # The keys and value types of an earlier item (an object of scalars) that was checked
+        # without error: an item of the same shape makes the same lookups, with the same result.
+        shape: tuple[tuple[str, ...], tuple[type, ...]] | None = None
         for index, element in enumerate(value):
             if element is None:
-                messages.null_element(checker, f"{path}[{index}]")
-            else:
-                _walk_free(checker, element, f"{path}[{index}]", child, depth + 1)
+                messages.null_element(checker, _path_of((path, index)))
+                continue
+            json_type = _SCALAR_TYPES.get(type(element))
+            if json_type is None:
+                if type(element) is dict and element:
+                    item_shape = (tuple(element), tuple(map(type, element.values())))
+                    if item_shape == shape:
+                        continue
+                    before = checker.error_count
+                    _walk_free(checker, element, (path, index), child, depth + 1)
+                    if checker.error_count == before and _FLAT_TYPES.issuperset(item_shape[1]):
+                        shape = item_shape
+                else:
+                    _walk_free(checker, element, (path, index), child, depth + 1)
+            elif types is not None:
+                seen = types.get(child)
+                if seen is None or seen[0] != json_type:
+                    checker.track(child, json_type, _path_of((path, index)))
     else:
-        checker.track(norm, _JSON_TYPES[type(value)], path)
+        _track(checker, norm, _JSON_TYPES[type(value)], path)
 
 
 # JSON Schema keywords whose values are schemas, maps of schemas or lists of schemas.
@@ -384,22 +694,22 @@ _SUBSCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
 
 
 def _walk_json_schema(
-    checker: LineChecker, value: object, path: str, norm: str, level: int
+    checker: LineChecker, value: object, path: _Where, norm: str, level: int
 ) -> None:
     if type(value) is not dict:
         _walk_free(checker, value, path, norm, level)
         return
-    checker.track(norm, "object", path)
+    _track(checker, norm, "object", path)
     if not value:
-        messages.empty_object(checker, None, path)
+        messages.empty_object(checker, None, _path_of(path))
         return
     if level > schema.MAX_SCHEMA_DEPTH:
-        messages.too_deep(checker, path)
+        messages.too_deep(checker, _path_of(path))
         return
     for key, element in value.items():
-        key_path = messages.join_key(path, key)
+        key_path = (path, key)
         if key[:1] == "$":
-            messages.dollar_keyword(checker, key, key_path)
+            messages.dollar_keyword(checker, key, _path_of(key_path))
         elif element is None:
             continue
         elif key in _SUBSCHEMA:
@@ -407,11 +717,11 @@ def _walk_json_schema(
         elif key in _SUBSCHEMA_MAPS and type(element) is dict and element:
             _walk_schema_map(checker, key, element, key_path, f"{norm}.{key}", level)
         elif key in _SUBSCHEMA_LISTS and type(element) is list:
-            checker.track(f"{norm}.{key}", "array", key_path)
+            _track(checker, f"{norm}.{key}", "array", key_path)
             for index, sub in enumerate(element):
-                sub_path = f"{key_path}[{index}]"
+                sub_path = (key_path, index)
                 if sub is None:
-                    messages.null_element(checker, sub_path)
+                    messages.null_element(checker, _path_of(sub_path))
                 else:
                     _walk_json_schema(checker, sub, sub_path, f"{norm}.{key}[]", level + 1)
         else:
@@ -419,15 +729,15 @@ def _walk_json_schema(
 
 
 def _walk_schema_map(
-    checker: LineChecker, keyword: str, value: dict[str, Any], path: str, norm: str, level: int
+    checker: LineChecker, keyword: str, value: dict[str, Any], path: _Where, norm: str, level: int
 ) -> None:
-    checker.track(norm, "object", path)
+    _track(checker, norm, "object", path)
     for name, sub in value.items():
-        sub_path = messages.join_key(path, name)
+        sub_path = (path, name)
         if keyword == "properties":
             problem = rules.column_name_problem(name)
             if problem is not None:
-                checker.problem(sub_path, name, problem)
+                checker.problem(_path_of(sub_path), name, problem)
         if sub is not None:
             _walk_json_schema(checker, sub, sub_path, f"{norm}.{name}", level + 1)
 
@@ -598,6 +908,10 @@ def _bind() -> None:
     schema.REQUEST.post = _request_post
     for name in CACHED_FIELDS:
         schema.REQUEST.fields[name][0].cacheable = True
+    contents = schema.REQUEST.fields["contents"][0]
+    contents.check = _check_contents
+    # What the fast paths of turns and parts take for granted of the tables is tested.
+    schema.REQUEST.fields["systemInstruction"][0].check = _check_system_instruction
     for spec in [*schema.SPECS.values(), schema.REQUEST]:
         spec.entries = {
             key: (field.check, field, segment, _flags(key, field))
@@ -612,5 +926,12 @@ def _flags(key: str, field: Field) -> int:
     return flags
 
 
+_REQUEST = schema.REQUEST
 _PART = schema.SPECS["Part"]
+_CONTENT_PARTS = schema.SPECS["Content"].fields["parts"][0]
+_SYSTEM_PARTS = schema.SPECS["SystemInstruction"].fields["parts"][0]
+_BLOB_DATA = schema.SPECS["Blob"].fields["data"][0]
+_BLOB_MIME = schema.SPECS["Blob"].fields["mimeType"][0]
+_FILE_URI = schema.SPECS["FileData"].fields["fileUri"][0]
+_FILE_MIME = schema.SPECS["FileData"].fields["mimeType"][0]
 _bind()

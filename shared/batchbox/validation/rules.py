@@ -79,9 +79,20 @@ _MIME = re.compile(
 )
 
 
+# MIME types already found valid: files repeat a handful of them on every line. Bounded in
+# number and length (parameters make a MIME type as long as a line).
+_VALID_MIME_TYPES: set[str] = set()
+_VALID_MIME_TYPES_SIZE = 1024
+_VALID_MIME_TYPE_CHARS = 256
+
+
 def mime_type_problem(text: str) -> Problem | None:
     """A MIME type shaped like ``type/subtype`` (``video/mov``, ``image/*`` are fine)."""
+    if text in _VALID_MIME_TYPES:
+        return None
     if _MIME.fullmatch(text):
+        if len(_VALID_MIME_TYPES) < _VALID_MIME_TYPES_SIZE and len(text) <= _VALID_MIME_TYPE_CHARS:
+            _VALID_MIME_TYPES.add(text)
         return None
     hint = ""
     if "/" not in text and text:
@@ -226,9 +237,19 @@ _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 MAX_LABELS = 64
 
 
+# Label keys and values already found valid: lines usually repeat a few of them.
+_VALID_LABEL_KEYS: set[str] = set()
+_VALID_LABEL_VALUES: set[str] = set()
+_VALID_LABELS_SIZE = 1024
+
+
 def label_key_problem(text: str) -> Problem | None:
     """A label key: 1-63 lowercase letters, digits, '_' or '-', starting with a letter."""
+    if text in _VALID_LABEL_KEYS:
+        return None
     if _LABEL_KEY.fullmatch(text):
+        if len(_VALID_LABEL_KEYS) < _VALID_LABELS_SIZE:
+            _VALID_LABEL_KEYS.add(text)
         return None
     return Problem(
         "invalid_label_key",
@@ -239,7 +260,11 @@ def label_key_problem(text: str) -> Problem | None:
 
 def label_value_problem(text: str) -> Problem | None:
     """A label value: 0-63 lowercase letters, digits, '_' or '-'."""
+    if text in _VALID_LABEL_VALUES:
+        return None
     if _LABEL_VALUE.fullmatch(text):
+        if len(_VALID_LABEL_VALUES) < _VALID_LABELS_SIZE:
+            _VALID_LABEL_VALUES.add(text)
         return None
     return Problem(
         "invalid_label_value",

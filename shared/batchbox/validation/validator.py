@@ -24,6 +24,10 @@ _BRACE = 0x7B  # b"{"[0]: nearly every line starts with it, which skips the blan
 _NON_FINITE = re.compile(rb"-?(?:NaN|Infinity|inf|nan)\b")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _NOT_PARSED = object()
+_loads = orjson.loads
+_new = object.__new__
+_set_line = vars(ValidLine)["line"].__set__
+_set_record = vars(ValidLine)["record"].__set__
 
 
 class FileValidator:
@@ -77,19 +81,21 @@ class FileValidator:
         reader = LineReader(
             stream, max_line_bytes=limits.max_line_bytes, max_file_bytes=limits.max_file_bytes
         )
+        max_lines = limits.max_lines
+        check_line = self._check_line
         try:
             for number, data, size in reader:
                 if data is not None and (not data or data[0] != _BRACE) and _blank(data):
                     self._blank_lines += 1
                     continue
-                self._lines_total += 1
-                if self._lines_total > limits.max_lines:
+                total = self._lines_total = self._lines_total + 1
+                if total > max_lines:
                     self._lines_total -= 1
                     self._too_many_lines()
                     break
-                if self._lines_total == 1 and data is not None and self._not_jsonl(bytes(data)):
+                if total == 1 and data is not None and self._not_jsonl(bytes(data)):
                     break
-                valid = self._check_line(number, data, size)
+                valid = check_line(number, data, size)
                 if valid is not None:
                     yield valid
                 if self._fatal:
@@ -126,36 +132,50 @@ class FileValidator:
         if data is None:
             self._line_too_long(size)
         else:
-            record = self._parse(data)
+            try:
+                record = _loads(data)
+            except orjson.JSONDecodeError as exc:
+                self._parse_error(data, exc)
         if record is not _NOT_PARSED:
             check_record(checker, record)
-            self._check_id(record)
+            id_field = self._id_field
+            value = record.get(id_field) if id_field is not None and type(record) is dict else None
+            if value is not None:
+                if (
+                    type(value) is int or (type(value) is str and value)
+                ) and value not in self._ids:
+                    self._ids[value] = number  # the usual id: valid and new
+                else:
+                    self._check_id(record)  # says what is wrong with it
         # An unparsed line is never valid, even when its error went to the file (not_jsonl).
-        valid = record is not _NOT_PARSED and checker.error_count == 0
+        # (checker.errors is empty only when no error was found: none are dropped before it fills.)
+        valid = record is not _NOT_PARSED and not checker.errors
         checker.end(valid=valid)
         if not valid:
             self._keep(checker.errors, checker.error_count)
             return None
         self._lines_valid += 1
-        return ValidLine(number, record)
+        # ValidLine(number, record) at half the cost, one being made for every valid line: the
+        # slots are set through their descriptors instead of the frozen dataclass's
+        # object.__setattr__ calls. The object is the same.
+        valid_line: ValidLine = _new(ValidLine)
+        _set_line(valid_line, number)
+        _set_record(valid_line, record)
+        return valid_line
 
-    def _parse(self, view: bytes | memoryview) -> Any:
-        try:
-            return orjson.loads(view)
-        except orjson.JSONDecodeError as exc:
-            data = bytes(view)
-            found, allowed, fix, code = _json_error(data, exc)
-            if self._lines_valid == 0 and self._lines_total == 1 and _opens_document(data):
-                self._file_error(
-                    "not_jsonl",
-                    "a JSON document spread over several lines",
-                    "JSONL: one complete JSON object per line",
-                    "write each request on a single line (e.g. json.dumps(obj) per line, "
-                    "without indent)",
-                )
-            else:
-                self._checker.fail("", code, found, allowed, fix)
-            return _NOT_PARSED
+    def _parse_error(self, view: bytes | memoryview, exc: orjson.JSONDecodeError) -> None:
+        data = bytes(view)
+        found, allowed, fix, code = _json_error(data, exc)
+        if self._lines_valid == 0 and self._lines_total == 1 and _opens_document(data):
+            self._file_error(
+                "not_jsonl",
+                "a JSON document spread over several lines",
+                "JSONL: one complete JSON object per line",
+                "write each request on a single line (e.g. json.dumps(obj) per line, "
+                "without indent)",
+            )
+        else:
+            self._checker.fail("", code, found, allowed, fix)
 
     def _line_too_long(self, size: int) -> None:
         limit = self._limits.max_line_bytes
