@@ -15,6 +15,7 @@ worker died, and runs the stall watchdog.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,7 +44,8 @@ log = get_logger("poll")
 
 @dataclass
 class TickReport:
-    """What one tick did; logged, and returned for tests and benchmarks."""
+    """What one tick did; logged, and returned for tests and benchmarks. Workers of the tick's
+    pool write to it at the same time, through ``count`` and ``note``."""
 
     checked: int = 0
     changed: int = 0
@@ -54,6 +56,18 @@ class TickReport:
     stalled: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def note(self, name: str, job_id: str) -> None:
+        with self._lock:
+            getattr(self, name).append(job_id)
+
+    def summary(self) -> dict[str, object]:
+        return {k: v for k, v in vars(self).items() if v and not k.startswith("_")}
 
 
 def run_tick(deps: SubmitDeps) -> TickReport:
@@ -70,13 +84,9 @@ def run_tick(deps: SubmitDeps) -> TickReport:
 
     active = by_stage[Stage.ACTIVE]
     report.checked = len(active)
-    for record, result in _fetch_all(active, deps):
-        with bind(job_id=record.job_id, vertex_job=record.vertex_job, input_uri=record.input_uri):
-            _apply(record, result, deps, report)
-
-    for record in by_stage[Stage.FINISHED]:
-        with bind(job_id=record.job_id, vertex_job=record.vertex_job):
-            _notify_if_due(record, deps, report)
+    # Each job's read and transition run together in a bounded pool: both wait on the network.
+    _in_pool(active, lambda record: _check(record, deps, report), deps)
+    _in_pool(by_stage[Stage.FINISHED], lambda record: _notify_if_due(record, deps, report), deps)
 
     _submit_pending(by_stage[Stage.SUBMITTING], by_stage[Stage.QUEUED], deps, report)
     log.info(
@@ -85,26 +95,32 @@ def run_tick(deps: SubmitDeps) -> TickReport:
         report.changed,
         len(report.finished),
         len(report.submitted),
-        extra={"fields": {"tick": {k: v for k, v in vars(report).items() if v}}},
+        extra={"fields": {"tick": report.summary()}},
     )
     return report
 
 
-def _fetch_all(
-    records: list[JobRecord], deps: SubmitDeps
-) -> list[tuple[JobRecord, BatchJobInfo | Exception]]:
-    def fetch(record: JobRecord) -> BatchJobInfo | Exception:
-        assert record.vertex_job is not None
-        try:
-            return deps.batch.get(record.vertex_job)
-        except errors.BatchboxError as exc:
-            return exc
-
+def _in_pool(records: list[JobRecord], work: Callable[[JobRecord], None], deps: SubmitDeps) -> None:
+    """Run ``work`` for every record, at most ``poll_concurrency`` at a time; re-raise the first
+    failure once all are done (one job's trouble never stops the others)."""
     if not records:
-        return []
+        return
     workers = min(deps.settings.poll_concurrency, len(records))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
-        return list(zip(records, pool.map(fetch, records), strict=True))
+        futures = [pool.submit(work, record) for record in records]
+    failures = [exc for future in futures if (exc := future.exception()) is not None]
+    if failures:
+        raise failures[0]
+
+
+def _check(record: JobRecord, deps: SubmitDeps, report: TickReport) -> None:
+    assert record.vertex_job is not None
+    with bind(job_id=record.job_id, vertex_job=record.vertex_job, input_uri=record.input_uri):
+        try:
+            result: BatchJobInfo | Exception = deps.batch.get(record.vertex_job)
+        except errors.BatchboxError as exc:
+            result = exc
+        _apply(record, result, deps, report)
 
 
 def _apply(
@@ -117,10 +133,13 @@ def _apply(
         )
         return
     if isinstance(result, Exception):
-        report.errors += 1
+        report.count("errors")
         log.warning("could not read job %s this tick: %s", record.vertex_job, result)
         return
     job = result
+    if record.vertex_state is job.state and record.counts == job.counts:
+        _watch(record, deps, report)  # nothing new: no transaction needed
+        return
     moved_to_finished = False
 
     def transition(current: JobRecord) -> JobRecord | None:
@@ -148,7 +167,7 @@ def _apply(
 
     updated = deps.registry.update(record.job_id, transition)
     if updated is not None:
-        report.changed += 1
+        report.count("changed")
         log.info(
             "job %s is %s",
             record.job_id,
@@ -156,7 +175,7 @@ def _apply(
             extra={"fields": {"counts": _counts(job.counts)}},
         )
     if updated is not None and moved_to_finished:
-        report.finished.append(record.job_id)
+        report.note("finished", record.job_id)
         _publish_finished(updated, deps, report)
     elif updated is None or updated.stage is Stage.ACTIVE:
         _watch(updated or record, deps, report)
@@ -187,7 +206,7 @@ def _publish_finished(record: JobRecord, deps: SubmitDeps, report: TickReport) -
             else None
         ),
     )
-    report.notified.append(record.job_id)
+    report.note("notified", record.job_id)
 
 
 def _announcement_due(record: JobRecord, settings: Settings, now: dt.datetime) -> bool:
@@ -231,7 +250,7 @@ def _park(record: JobRecord, deps: SubmitDeps, report: TickReport, reason: str) 
         )
 
     if deps.registry.update(record.job_id, park) is not None:
-        report.parked.append(record.job_id)
+        report.note("parked", record.job_id)
         log.error("parked job %s: %s", record.job_id, reason)
 
 
@@ -263,11 +282,11 @@ def _try_submit(
         except InProgressError:
             return False
         except errors.RetryableError as exc:
-            report.errors += 1
+            report.count("errors")
             log.warning("could not submit job %s this tick: %s", record.job_id, exc)
             return False
     if result.stage is Stage.ACTIVE:
-        report.submitted.append(record.job_id)
+        report.note("submitted", record.job_id)
         return True
     return False
 
@@ -299,7 +318,7 @@ def _warn_stalled(record: JobRecord, deps: SubmitDeps, report: TickReport, age: 
     marked = deps.registry.update(record.job_id, mark)
     if marked is None:
         return  # another tick warned already
-    report.stalled.append(record.job_id)
+    report.note("stalled", record.job_id)
     log.warning("job %s has been active for %.0fs", record.job_id, age)
     settings = deps.settings
     data = JobEventData(
@@ -355,13 +374,10 @@ def _cancel_stalled(record: JobRecord, deps: SubmitDeps, report: TickReport, age
         )
         log.warning("could not cancel stalled job %s: %s", record.job_id, exc)
         return
-    report.cancelled.append(record.job_id)
+    report.note("cancelled", record.job_id)
     log.error(
         "cancelled job %s: active for %.0fs, longer than BATCHBOX_STALL_CANCEL_SECONDS=%s",
         record.job_id,
         age,
         deps.settings.stall_cancel_seconds,
     )
-
-
-ClockFn = Callable[[], dt.datetime]

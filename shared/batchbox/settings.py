@@ -108,7 +108,7 @@ class Settings(BaseSettings):
     max_event_age_seconds: int = Field(default=6 * 3600, gt=0)
 
     # Polling and the watchdog.
-    poll_concurrency: int = Field(default=32, gt=0, le=256)
+    poll_concurrency: int = Field(default=64, gt=0, le=256)
     max_running_jobs: int = Field(default=8, gt=0)
     submit_stale_seconds: int = Field(default=300, gt=0)
     notify_lease_seconds: int = Field(default=120, gt=0)
