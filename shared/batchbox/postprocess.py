@@ -125,6 +125,8 @@ class RowOutcome:
 
 
 def _int(value: Any) -> int:
+    if type(value) is int:  # the usual case, checked first: this runs five times a row
+        return value
     try:
         return int(value or 0)
     except (TypeError, ValueError):
@@ -133,11 +135,12 @@ def _int(value: Any) -> int:
 
 def usage_of(response: dict[str, Any]) -> dict[str, int]:
     meta = response.get("usageMetadata") or response.get("usage_metadata") or {}
-    prompt = _int(meta.get("promptTokenCount"))
-    candidates = _int(meta.get("candidatesTokenCount"))
-    thoughts = _int(meta.get("thoughtsTokenCount"))
-    cached = _int(meta.get("cachedContentTokenCount"))
-    total = _int(meta.get("totalTokenCount")) or prompt + candidates + thoughts
+    get = meta.get
+    prompt = _int(get("promptTokenCount"))
+    candidates = _int(get("candidatesTokenCount"))
+    thoughts = _int(get("thoughtsTokenCount"))
+    cached = _int(get("cachedContentTokenCount"))
+    total = _int(get("totalTokenCount")) or prompt + candidates + thoughts
     return {
         "prompt": prompt,
         "candidates": candidates,
@@ -249,8 +252,12 @@ def _take_row(raw: bytes, uri: str, results: BinaryIO, tally: Tally, id_field: s
         tally.duplicates += 1
         return
     outcome = read_row(row)
-    for kind, count in outcome.usage.items():
-        setattr(tally, f"{kind}_tokens", getattr(tally, f"{kind}_tokens") + count)
+    if usage := outcome.usage:
+        tally.prompt_tokens += usage["prompt"]
+        tally.candidates_tokens += usage["candidates"]
+        tally.thoughts_tokens += usage["thoughts"]
+        tally.cached_tokens += usage["cached"]
+        tally.total_tokens += usage["total"]
     if outcome.finish_reason:
         tally.finish_reasons[outcome.finish_reason] += 1
     if line is None:
