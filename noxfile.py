@@ -12,7 +12,7 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
-SOURCES = ["shared", "functions", "tests", "noxfile.py"]
+SOURCES = ["shared", "functions", "tests", "benchmarks", "noxfile.py"]
 
 
 @nox.session(python=PYTHON)
@@ -80,3 +80,10 @@ def checkov(session: nox.Session) -> None:
         "--compact",
         "--quiet",
     )
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks with figures; writes benchmarks/RESULTS.md (--quick: a smoke run)."""
+    session.install("-e", ".[test]", "psutil>=5.9", "pyinstrument>=4.6", "pybase64>=1.3")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,218 @@
+"""Small local implementations of batchbox's ports, so a measurement is the core's own cost.
+
+- :class:`LocalBlobStore`: the ``BlobStore`` port on a folder (``gs://bucket/name`` is
+  ``root/bucket/name``), streaming both ways like the Cloud Storage adapter;
+- :class:`MemoryRegistry`: the ``JobRegistry`` port in a dict, with the same contract
+  (create-only, read-modify-write under a lock);
+- :class:`CountingPublisher`: the ``EventPublisher`` port that only counts what it is given;
+- :class:`TimedRegistry` and :class:`TimedBatchJobs`: wrappers that say where a poll tick's time
+  went (registry calls, the span of the batch API calls).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from batchbox import errors
+from batchbox.keys import split_uri
+from batchbox.models import JobRecord, Stage
+from batchbox.ports import BlobInfo, Mutation
+
+
+class LocalBlobStore:
+    """``BlobStore`` over a local folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, uri: str) -> Path:
+        bucket, name = split_uri(uri)
+        return self.root / bucket / name
+
+    @contextmanager
+    def open_read(self, uri: str) -> Iterator[BinaryIO]:
+        path = self.path(uri)
+        if not path.is_file():
+            raise errors.NotFoundError(f"{uri} does not exist")
+        with path.open("rb") as stream:
+            yield stream
+
+    @contextmanager
+    def open_write(
+        self, uri: str, *, content_type: str = "application/octet-stream"
+    ) -> Iterator[BinaryIO]:
+        path = self.path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with partial.open("wb") as stream:
+            yield stream
+        os.replace(partial, path)  # the object appears whole, as on Cloud Storage
+
+    def write_bytes(
+        self, uri: str, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> None:
+        with self.open_write(uri, content_type=content_type) as stream:
+            stream.write(data)
+
+    def read_bytes(self, uri: str) -> bytes:
+        path = self.path(uri)
+        if not path.is_file():
+            raise errors.NotFoundError(f"{uri} does not exist")
+        return path.read_bytes()
+
+    def stat(self, uri: str) -> BlobInfo | None:
+        path = self.path(uri)
+        return BlobInfo(uri=uri, size=path.stat().st_size) if path.is_file() else None
+
+    def list(self, prefix_uri: str) -> Iterator[BlobInfo]:
+        bucket, prefix = split_uri(prefix_uri)
+        base = self.root / bucket
+        if not base.is_dir():
+            return
+        names = sorted(str(p.relative_to(base)) for p in base.rglob("*") if p.is_file())
+        for name in names:
+            if name.startswith(prefix) and not name.endswith(".partial"):
+                yield BlobInfo(uri=f"gs://{bucket}/{name}", size=(base / name).stat().st_size)
+
+    def delete(self, uri: str) -> None:
+        self.path(uri).unlink(missing_ok=True)
+
+
+class MemoryRegistry:
+    """``JobRegistry`` in memory."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, JobRecord] = {}
+        self._lock = threading.RLock()
+
+    def create(self, record: JobRecord) -> None:
+        with self._lock:
+            if record.job_id in self.records:
+                raise errors.AlreadyExistsError(record.job_id)
+            self.records[record.job_id] = record
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.records.get(job_id)
+
+    def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
+        with self._lock:
+            current = self.records.get(job_id)
+            if current is None:
+                return None
+            changed = mutate(current)
+            if changed is None:
+                return None
+            changed = changed.model_copy(update={"version": current.version + 1})
+            self.records[job_id] = changed
+            return changed
+
+    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+        return [record for record in self.records.values() if record.stage in stages]
+
+
+class CountingPublisher:
+    """``EventPublisher`` that keeps a count per topic and the last message."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.last: tuple[str, bytes, dict[str, str]] | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
+        with self._lock:
+            self.counts[topic] = self.counts.get(topic, 0) + 1
+            self.last = (topic, data, attributes)
+            return str(sum(self.counts.values()))
+
+
+class NoBatchJobs:
+    """``BatchJobs`` for cores that must not call the batch API (post-processing)."""
+
+    def create(self, *, model: str, source_uri: str, dest_uri: str, display_name: str) -> object:
+        raise AssertionError("post-processing does not create batch jobs")
+
+    def get(self, name: str) -> object:
+        raise AssertionError("post-processing does not read batch jobs")
+
+    def find_by_display_name(self, display_name: str) -> object:
+        raise AssertionError("post-processing does not look batch jobs up")
+
+    def cancel(self, name: str) -> None:
+        raise AssertionError("post-processing does not cancel batch jobs")
+
+
+class TimedRegistry:
+    """Wraps a ``JobRegistry`` and adds up the time spent in each of its calls."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        self.seconds, self.calls = {}, {}
+
+    def _timed(self, name: str, *args: object, **kwargs: object) -> object:
+        started = time.perf_counter()
+        try:
+            return getattr(self.inner, name)(*args, **kwargs)
+        finally:
+            with self._lock:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+                self.calls[name] = self.calls.get(name, 0) + 1
+
+    def create(self, record: JobRecord) -> None:
+        self._timed("create", record)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self._timed("get", job_id)  # type: ignore[return-value]
+
+    def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
+        return self._timed("update", job_id, mutate)  # type: ignore[return-value]
+
+    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+        return self._timed("in_stages", stages)  # type: ignore[return-value]
+
+
+class TimedBatchJobs:
+    """Wraps a ``BatchJobs`` and records when the first ``get`` started and the last one ended."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.first: float | None = None
+        self.last: float | None = None
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        self.first = self.last = None
+
+    @property
+    def span(self) -> float:
+        return (self.last - self.first) if self.first is not None and self.last is not None else 0.0
+
+    def get(self, name: str) -> object:
+        started = time.perf_counter()
+        with self._lock:
+            self.first = started if self.first is None else min(self.first, started)
+        try:
+            return self.inner.get(name)  # type: ignore[attr-defined]
+        finally:
+            ended = time.perf_counter()
+            with self._lock:
+                self.last = ended if self.last is None else max(self.last, ended)
+
+    def create(self, **kwargs: object) -> object:
+        return self.inner.create(**kwargs)  # type: ignore[attr-defined]
+
+    def find_by_display_name(self, display_name: str) -> object:
+        return self.inner.find_by_display_name(display_name)  # type: ignore[attr-defined]
+
+    def cancel(self, name: str) -> None:
+        self.inner.cancel(name)  # type: ignore[attr-defined]
