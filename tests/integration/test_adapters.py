@@ -113,18 +113,18 @@ def test_firestore_updates_are_transactional(registry: FirestoreJobRegistry) -> 
     registry.create(_record("counter"))
 
     def bump() -> None:
-        for _ in range(3):
+        for _ in range(5):
             registry.update(
                 "counter", lambda r: r.model_copy(update={"submit_attempts": r.submit_attempts + 1})
             )
 
-    threads = [threading.Thread(target=bump) for _ in range(2)]
+    threads = [threading.Thread(target=bump) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     final = registry.get("counter")
-    assert final.submit_attempts == 6 and final.version == 6
+    assert final.submit_attempts == 20 and final.version == 20
 
 
 def test_firestore_update_can_decline_and_query_by_stage(registry: FirestoreJobRegistry) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -19,8 +21,8 @@ if TYPE_CHECKING:
 
 log = get_logger("registry")
 
-# Contention is normal here (overlapping ticks, redelivered events): allow more than the SDK's 5.
-TRANSACTION_ATTEMPTS = 20
+# Contention is normal here (overlapping ticks, redelivered events): a lost race is retried.
+UPDATE_ATTEMPTS = 20
 # Firestore allows up to 30 values in an ``in`` filter; batchbox's stages are far fewer.
 _MAX_IN = 30
 
@@ -66,33 +68,38 @@ class FirestoreJobRegistry:
         return self._parse(snapshot) if snapshot.exists else None
 
     def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
-        from google.cloud import firestore
+        """Compare-and-set: read the record, then write it only if nobody wrote in between.
+
+        The write carries the read's ``update_time`` as a precondition; losing a race means
+        reading again and calling ``mutate`` on what the winner wrote. Two round trips where a
+        read-write transaction needs three, and no lock held in between.
+        """
+        from google.api_core import exceptions as gexc
 
         doc = self._doc(job_id)
-        written: list[JobRecord | None] = [None]
-
-        @firestore.transactional
-        def run(transaction: firestore.Transaction) -> None:
-            written[0] = None
-            snapshot = doc.get(transaction=transaction)
+        for attempt in range(UPDATE_ATTEMPTS):
+            with translated(f"reading job record {job_id}"):
+                snapshot = doc.get()
             current = self._parse(snapshot) if snapshot.exists else None
             if current is None:
-                return
+                return None
             changed = mutate(current)
             if changed is None:
-                return
+                return None
             changed = changed.model_copy(
                 update={"version": current.version + 1, "updated_at": utcnow()}
             )
-            transaction.set(doc, _to_doc(changed))
-            written[0] = changed
-
-        try:
+            unchanged_since_read = self.client.write_option(last_update_time=snapshot.update_time)
             with translated(f"updating job record {job_id}"):
-                run(self.client.transaction(max_attempts=TRANSACTION_ATTEMPTS))
-        except ValueError as exc:  # the SDK's "Failed to commit transaction in N attempts"
-            raise errors.RetryableError(f"updating job record {job_id}: {exc}") from exc
-        return written[0]
+                try:
+                    doc.update(_to_doc(changed), option=unchanged_since_read)
+                except (gexc.FailedPrecondition, gexc.Aborted):
+                    time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 (jitter)
+                    continue
+            return changed
+        raise errors.RetryableError(
+            f"updating job record {job_id}: still contended after {UPDATE_ATTEMPTS} attempts"
+        )
 
     def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
         from google.cloud.firestore_v1.base_query import FieldFilter
