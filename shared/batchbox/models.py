@@ -154,6 +154,7 @@ class JobRecord(BaseModel):
     vertex_job: str | None = None  # projects/.../batchPredictionJobs/ID
     vertex_state: VertexState | None = None
     counts: Counts | None = None
+    progress_at: dt.datetime | None = None  # when state and counts were last written
     lines_total: int = 0
     lines_submitted: int = 0
     lines_skipped: int = 0

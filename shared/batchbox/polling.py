@@ -137,8 +137,11 @@ def _apply(
         log.warning("could not read job %s this tick: %s", record.vertex_job, result)
         return
     job = result
-    if record.vertex_state is job.state and record.counts == job.counts:
-        _watch(record, deps, report)  # nothing new: no transaction needed
+    if record.vertex_state is job.state and (
+        record.counts == job.counts or _progress_recent(record, deps.settings, now)
+    ):
+        # Nothing new, or only progress counts written moments ago: spare the write.
+        _watch(record, deps, report)
         return
     moved_to_finished = False
 
@@ -152,6 +155,7 @@ def _apply(
         update: dict[str, object] = {
             "vertex_state": job.state,
             "counts": job.counts or current.counts,
+            "progress_at": now,
         }
         if job.state.is_final:
             moved_to_finished = True
@@ -179,6 +183,13 @@ def _apply(
         _publish_finished(updated, deps, report)
     elif updated is None or updated.stage is Stage.ACTIVE:
         _watch(updated or record, deps, report)
+
+
+def _progress_recent(record: JobRecord, settings: Settings, now: dt.datetime) -> bool:
+    """Progress counts are written at most every ``progress_write_seconds``; states at once."""
+    if record.progress_at is None:
+        return False
+    return (now - record.progress_at).total_seconds() < settings.progress_write_seconds
 
 
 def _counts(counts: Counts | None) -> dict[str, int] | None:

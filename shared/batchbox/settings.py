@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     submit_stale_seconds: int = Field(default=300, gt=0)
     notify_lease_seconds: int = Field(default=120, gt=0)
     reannounce_seconds: int = Field(default=3600, gt=0)
+    progress_write_seconds: int = Field(default=30, ge=0)
     stall_warning_seconds: int | None = Field(default=24 * 3600, gt=0)
     stall_cancel_seconds: int | None = Field(default=72 * 3600, gt=0)
 

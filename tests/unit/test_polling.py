@@ -32,7 +32,7 @@ def submitted(deps, name: str = "x.jsonl"):
 
 @pytest.mark.parametrize("state", ACTIVE_STATES)
 def test_non_final_states_stay_active_with_progress(state: VertexState) -> None:
-    deps = make_deps()
+    deps = make_deps(make_settings(progress_write_seconds=0))
     record = submitted(deps)
     deps.batch.set_state(
         record.vertex_job, state, counts=Counts(successful=1, failed=0, incomplete=1)
@@ -198,3 +198,22 @@ def test_finished_job_left_unprocessed_is_announced_again_later() -> None:
     run_tick(deps)
     run_tick(deps)
     assert len(deps.publisher.on("batchbox-job-finished")) == 2
+
+
+def test_progress_counts_are_written_at_most_every_interval_but_states_at_once() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(progress_write_seconds=30), clock=clock)
+    record = submitted(deps)
+    deps.batch.set_state(record.vertex_job, VertexState.RUNNING, counts=Counts(successful=1))
+    run_tick(deps)  # a state change: written at once
+    assert deps.registry.get(record.job_id).counts == Counts(successful=1)
+    deps.batch.set_state(record.vertex_job, VertexState.RUNNING, counts=Counts(successful=2))
+    clock.advance(10)
+    run_tick(deps)  # counts only, 10 s after the last write: spared
+    assert deps.registry.get(record.job_id).counts == Counts(successful=1)
+    clock.advance(25)
+    run_tick(deps)
+    assert deps.registry.get(record.job_id).counts == Counts(successful=2)
+    deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED, counts=Counts(successful=3))
+    run_tick(deps)  # final: written and announced at once
+    assert deps.registry.get(record.job_id).stage is Stage.FINISHED
