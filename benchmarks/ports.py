@@ -2,8 +2,6 @@
 
 - :class:`LocalBlobStore`: the ``BlobStore`` port on a folder (``gs://bucket/name`` is
   ``root/bucket/name``), streaming both ways like the Cloud Storage adapter;
-- :class:`MemoryRegistry`: the ``JobRegistry`` port in a dict, with the same contract
-  (create-only, read-modify-write under a lock);
 - :class:`CountingPublisher`: the ``EventPublisher`` port that only counts what it is given;
 - :class:`TimedRegistry` and :class:`TimedBatchJobs`: wrappers that say where a poll tick's time
   went (registry calls, the span of the batch API calls).
@@ -84,38 +82,6 @@ class LocalBlobStore:
         self.path(uri).unlink(missing_ok=True)
 
 
-class MemoryRegistry:
-    """``JobRegistry`` in memory."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, JobRecord] = {}
-        self._lock = threading.RLock()
-
-    def create(self, record: JobRecord) -> None:
-        with self._lock:
-            if record.job_id in self.records:
-                raise errors.AlreadyExistsError(record.job_id)
-            self.records[record.job_id] = record
-
-    def get(self, job_id: str) -> JobRecord | None:
-        return self.records.get(job_id)
-
-    def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
-        with self._lock:
-            current = self.records.get(job_id)
-            if current is None:
-                return None
-            changed = mutate(current)
-            if changed is None:
-                return None
-            changed = changed.model_copy(update={"version": current.version + 1})
-            self.records[job_id] = changed
-            return changed
-
-    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
-        return [record for record in self.records.values() if record.stage in stages]
-
-
 class CountingPublisher:
     """``EventPublisher`` that keeps a count per topic and the last message."""
 
@@ -174,8 +140,10 @@ class TimedRegistry:
     def get(self, job_id: str) -> JobRecord | None:
         return self._timed("get", job_id)  # type: ignore[return-value]
 
-    def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
-        return self._timed("update", job_id, mutate)  # type: ignore[return-value]
+    def update(
+        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
+    ) -> JobRecord | None:
+        return self._timed("update", job_id, mutate, known=known)  # type: ignore[return-value]
 
     def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
         return self._timed("in_stages", stages)  # type: ignore[return-value]

@@ -1,6 +1,6 @@
-"""In-memory fakes of the ports, for fast unit tests of the core. They keep the ports' contracts
-(create-only, transactional update, not-found errors) so the core behaves as it does on the
-emulators; the adapters themselves are tested against the real emulators elsewhere.
+"""Test doubles for fast unit tests of the core: the in-memory ports of
+``batchbox.adapters.memory`` (same contracts as the cloud adapters, which are tested against the
+real emulators elsewhere), plus a scripted batch API, a settable clock and failure switches.
 """
 
 from __future__ import annotations
@@ -8,98 +8,38 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from batchbox import errors
-from batchbox.models import Counts, JobRecord, Stage, VertexState
-from batchbox.ports import BatchJobInfo, BlobInfo, Mutation
+from batchbox.adapters import memory
+from batchbox.models import Counts, VertexState
+from batchbox.ports import BatchJobInfo
 from batchbox.settings import Settings
 from batchbox.submission import SubmitDeps
 
 
-class MemoryBlobStore:
-    def __init__(self) -> None:
-        self.objects: dict[str, bytes] = {}
-        self.max_read: int = 0  # the largest single read() asked for, to prove streaming
+class MemoryBlobStore(memory.MemoryBlobStore):
+    """Also records the largest single read asked for, to prove the core streams."""
 
-    @contextmanager
-    def open_read(self, uri: str) -> Iterator[BinaryIO]:
-        if uri not in self.objects:
-            raise errors.NotFoundError(f"{uri} does not exist")
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_read = 0
+
+    def _reader(self, data: bytes) -> BinaryIO:
         store = self
 
         class Reader(io.BytesIO):
             def read(self, size: int | None = -1) -> bytes:
-                store.max_read = max(
-                    store.max_read, size if size and size > 0 else len(self.getvalue())
-                )
+                asked = size if size is not None and size > 0 else len(self.getvalue())
+                store.max_read = max(store.max_read, asked)
                 return super().read(size)
 
-        yield Reader(self.objects[uri])
-
-    @contextmanager
-    def open_write(
-        self, uri: str, *, content_type: str = "application/octet-stream"
-    ) -> Iterator[BinaryIO]:
-        buffer = io.BytesIO()
-        yield buffer
-        self.objects[uri] = buffer.getvalue()
-
-    def write_bytes(
-        self, uri: str, data: bytes, *, content_type: str = "application/octet-stream"
-    ) -> None:
-        self.objects[uri] = data
-
-    def read_bytes(self, uri: str) -> bytes:
-        if uri not in self.objects:
-            raise errors.NotFoundError(f"{uri} does not exist")
-        return self.objects[uri]
-
-    def stat(self, uri: str) -> BlobInfo | None:
-        data = self.objects.get(uri)
-        return None if data is None else BlobInfo(uri=uri, size=len(data))
-
-    def list(self, prefix_uri: str) -> Iterator[BlobInfo]:
-        for uri in sorted(self.objects):
-            if uri.startswith(prefix_uri):
-                yield BlobInfo(uri=uri, size=len(self.objects[uri]))
-
-    def delete(self, uri: str) -> None:
-        self.objects.pop(uri, None)
+        return Reader(data)
 
 
-class MemoryRegistry:
-    def __init__(self) -> None:
-        self.records: dict[str, JobRecord] = {}
-        self._lock = threading.RLock()
-
-    def create(self, record: JobRecord) -> None:
-        with self._lock:
-            if record.job_id in self.records:
-                raise errors.AlreadyExistsError(record.job_id)
-            self.records[record.job_id] = record
-
-    def get(self, job_id: str) -> JobRecord | None:
-        return self.records.get(job_id)
-
-    def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
-        with self._lock:
-            current = self.records.get(job_id)
-            if current is None:
-                return None
-            changed = mutate(current)
-            if changed is None:
-                return None
-            changed = changed.model_copy(update={"version": current.version + 1})
-            self.records[job_id] = changed
-            return changed
-
-    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
-        return [r for r in self.records.values() if r.stage in stages]
+MemoryRegistry = memory.MemoryRegistry
 
 
 @dataclass
@@ -169,20 +109,18 @@ class FakeBatchJobs:
         )
 
 
-@dataclass
-class RecordingPublisher:
-    messages: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
-    fail_next: int = 0
+class RecordingPublisher(memory.MemoryPublisher):
+    """Can be told to fail the next publishes, as a broker outage would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next = 0
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
         if self.fail_next:
             self.fail_next -= 1
             raise errors.RetryableError("publish failed")
-        self.messages.append((topic, data, attributes))
-        return str(len(self.messages))
-
-    def on(self, topic: str) -> list[tuple[bytes, dict[str, str]]]:
-        return [(d, a) for t, d, a in self.messages if t == topic]
+        return super().publish(topic, data, attributes)
 
 
 class Clock:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from batchbox.adapters.memory import MemoryRegistry
 from batchbox.models import JobOptions, JobRecord, Stage, VertexState
 from batchbox.postprocess import Tally, handle_job_finished, read_predictions
 from batchbox.settings import Settings
@@ -38,7 +39,7 @@ from benchmarks.harness import (
     ms,
     ratio,
 )
-from benchmarks.ports import CountingPublisher, LocalBlobStore, MemoryRegistry, NoBatchJobs
+from benchmarks.ports import CountingPublisher, LocalBlobStore, NoBatchJobs
 
 FLOOR_GOAL = 2.0
 GROWTH_GOAL = 150 * 2**20

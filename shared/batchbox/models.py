@@ -10,7 +10,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 
 class VertexState(StrEnum):
@@ -173,6 +173,8 @@ class JobRecord(BaseModel):
     stall_cancelled_at: dt.datetime | None = None
     result_event: dict[str, Any] | None = None
     version: int = 0
+    # The registry's own token of the stored version (Firestore's update time), never stored.
+    _stored_as: Any = PrivateAttr(default=None)
 
     @property
     def display_name(self) -> str:

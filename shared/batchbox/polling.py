@@ -169,7 +169,7 @@ def _apply(
             }
         return current.model_copy(update=update)
 
-    updated = deps.registry.update(record.job_id, transition)
+    updated = deps.registry.update(record.job_id, transition, known=record)
     if updated is not None:
         report.count("changed")
         log.info(

@@ -67,11 +67,15 @@ class JobRegistry(Protocol):
 
     def get(self, job_id: str) -> JobRecord | None: ...
 
-    def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
-        """Read-modify-write in one transaction.
+    def update(
+        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
+    ) -> JobRecord | None:
+        """Read-modify-write, atomically: no other write lands between the read and the write.
 
         ``mutate`` gets the current record and returns the new one, or None to leave it as it is.
-        It may be called more than once (a transaction retries on contention), so it must be pure.
+        It may be called more than once (a lost race is retried), so it must be pure.
+        ``known`` is the record as the caller last read it, if it has one: an adapter may try it
+        first instead of reading again (a stale one only costs a retry).
         Returns the record as written, or None when ``mutate`` declined or the record is missing.
         """
         ...

@@ -56,7 +56,9 @@ class CrashingRegistry:
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def update(self, job_id: str, mutate: Mutation) -> JobRecord | None:
+    def update(
+        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
+    ) -> JobRecord | None:
         def guarded(current: JobRecord) -> JobRecord | None:
             changed = mutate(current)
             if changed is not None and changed.stage is self.crash_into:
@@ -64,7 +66,7 @@ class CrashingRegistry:
                 raise errors.RetryableError(f"the worker died before recording {changed.stage}")
             return changed
 
-        return self.inner.update(job_id, guarded if self.crash_into else mutate)
+        return self.inner.update(job_id, guarded if self.crash_into else mutate, known=known)
 
 
 @dataclass

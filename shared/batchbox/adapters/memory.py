@@ -1,0 +1,114 @@
+"""In-memory implementations of the ports, with the same contracts as the cloud adapters
+(create-only claims, atomic read-modify-write, not-found errors). batchbox's own unit tests and
+benchmarks run the core on them; so can anyone testing code that uses batchbox's core.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import BinaryIO
+
+from batchbox import errors
+from batchbox.models import JobRecord, Stage
+from batchbox.ports import BlobInfo, Mutation
+
+
+class MemoryBlobStore:
+    """``BlobStore`` in a dict of ``gs://`` URI to bytes; an object appears when its write ends."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    def _reader(self, data: bytes) -> BinaryIO:
+        return io.BytesIO(data)
+
+    @contextmanager
+    def open_read(self, uri: str) -> Iterator[BinaryIO]:
+        if uri not in self.objects:
+            raise errors.NotFoundError(f"{uri} does not exist")
+        yield self._reader(self.objects[uri])
+
+    @contextmanager
+    def open_write(
+        self, uri: str, *, content_type: str = "application/octet-stream"
+    ) -> Iterator[BinaryIO]:
+        buffer = io.BytesIO()
+        yield buffer
+        self.objects[uri] = buffer.getvalue()
+
+    def write_bytes(
+        self, uri: str, data: bytes, *, content_type: str = "application/octet-stream"
+    ) -> None:
+        self.objects[uri] = data
+
+    def read_bytes(self, uri: str) -> bytes:
+        if uri not in self.objects:
+            raise errors.NotFoundError(f"{uri} does not exist")
+        return self.objects[uri]
+
+    def stat(self, uri: str) -> BlobInfo | None:
+        data = self.objects.get(uri)
+        return None if data is None else BlobInfo(uri=uri, size=len(data))
+
+    def list(self, prefix_uri: str) -> Iterator[BlobInfo]:
+        for uri in sorted(self.objects):
+            if uri.startswith(prefix_uri):
+                yield BlobInfo(uri=uri, size=len(self.objects[uri]))
+
+    def delete(self, uri: str) -> None:
+        self.objects.pop(uri, None)
+
+
+class MemoryRegistry:
+    """``JobRegistry`` in a dict; every change happens under one lock."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, JobRecord] = {}
+        self._lock = threading.RLock()
+
+    def create(self, record: JobRecord) -> None:
+        with self._lock:
+            if record.job_id in self.records:
+                raise errors.AlreadyExistsError(record.job_id)
+            self.records[record.job_id] = record
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.records.get(job_id)
+
+    def update(
+        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
+    ) -> JobRecord | None:
+        with self._lock:
+            current = self.records.get(job_id)
+            if current is None:
+                return None
+            changed = mutate(current)
+            if changed is None:
+                return None
+            changed = changed.model_copy(update={"version": current.version + 1})
+            self.records[job_id] = changed
+            return changed
+
+    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+        with self._lock:
+            return [r for r in self.records.values() if r.stage in stages]
+
+
+class MemoryPublisher:
+    """``EventPublisher`` that keeps every message, in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, dict[str, str]]] = []
+        self._lock = threading.Lock()
+
+    def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
+        with self._lock:
+            self.messages.append((topic, data, dict(attributes)))
+            return str(len(self.messages))
+
+    def on(self, topic: str) -> list[tuple[bytes, dict[str, str]]]:
+        """The data and attributes of every message published to ``topic``."""
+        return [(data, attrs) for t, data, attrs in self.messages if t == topic]
