@@ -172,3 +172,20 @@ def test_pubsub_publishes_data_and_attributes(pubsub_host: str, project: str) ->
 def test_pubsub_missing_topic_is_permanent(pubsub_host: str, project: str) -> None:
     with pytest.raises(errors.NotFoundError):
         PubSubPublisher(project=project).publish("no-such-topic", b"{}", {})
+
+
+def test_firestore_update_from_a_stale_known_record_loses_nothing(
+    registry: FirestoreJobRegistry,
+) -> None:
+    registry.create(_record("stale"))
+    [known] = [r for r in registry.in_stages([Stage.RECEIVED]) if r.job_id == "stale"]
+    registry.update("stale", lambda r: r.model_copy(update={"submit_attempts": 5}))
+    seen: list[int] = []
+
+    def bump(current: JobRecord) -> JobRecord:
+        seen.append(current.submit_attempts)
+        return current.model_copy(update={"submit_attempts": current.submit_attempts + 1})
+
+    assert registry.update("stale", bump, known=known).submit_attempts == 6
+    assert seen == [0, 5]  # tried on the stale copy, lost the race, redone on the fresh one
+    assert registry.get("stale").submit_attempts == 6
