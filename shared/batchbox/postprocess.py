@@ -21,7 +21,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import orjson
 
@@ -114,8 +114,9 @@ class Tally:
 # --- Reading one prediction row -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RowOutcome:
+class RowOutcome(NamedTuple):
+    """What one predictions row says (a tuple: one is built per row, millions per job)."""
+
     ok: bool
     error: str | None
     kind: str
@@ -266,7 +267,11 @@ def _take_row(raw: bytes, uri: str, results: BinaryIO, tally: Tally, id_field: s
         tally.succeeded += 1
         if line is not None:
             tally.set_state(line, _OK)
-        results.write(orjson.dumps(_result_row(row, line, outcome, id_field)) + b"\n")
+        results.write(
+            orjson.dumps(
+                _result_row(row, line, outcome, id_field), option=orjson.OPT_APPEND_NEWLINE
+            )
+        )
         return
     tally.failed += 1
     tally.error_kinds[outcome.kind] += 1
