@@ -211,7 +211,7 @@ def run(ctx: Context) -> CaseResult:
         "*final state to event* is nearly all spent before `complete` has processed the job "
         "(the row *of which*): the end is noticed at the next tick, and the poll function (one "
         "instance here, its ticks delivered one at a time) must move each finished job (a "
-        "Firestore transaction, the job-finished publish, a second transaction for "
+        "registry write, the job-finished publish, a second write for "
         "`notified_at`) before `complete` is pushed the message. *Upload to submitted* is the "
         "submit function taking 100 events through its 8 threads on a 2-core machine shared "
         "with every emulator. Both latencies depend on how the submissions and the jobs' ends "
