@@ -476,9 +476,7 @@ def _check_int(checker: LineChecker, value: object, field: Field, path: str) -> 
         return
     number: float | None = None
     json_type = "number"
-    if type(value) is int:
-        number = value
-    elif type(value) is float:
+    if type(value) is float:
         number = value if value.is_integer() else None
     elif type(value) is str:
         number, json_type = _parse_int(value), "string"
@@ -497,9 +495,7 @@ def _check_float(checker: LineChecker, value: object, field: Field, path: str) -
         return
     number: float | None = None
     json_type = "number"
-    if type(value) is float or type(value) is int:
-        number = value
-    elif type(value) is str:
+    if type(value) is str:
         number, json_type = _parse_float(value), "string"
     _check_number(checker, value, number, json_type, field, path)
 
