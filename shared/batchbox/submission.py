@@ -40,7 +40,7 @@ from batchbox.events import (
 from batchbox.keys import idempotency_key, job_id_for, job_prefix_uri
 from batchbox.logs import bind, get_logger
 from batchbox.models import JobOptions, JobRecord, Stage, StorageObject, VertexState
-from batchbox.ports import BatchJobs, BlobStore, EventPublisher, JobRegistry
+from batchbox.ports import BatchJobs, BlobStore, EventPublisher, JobRegistry, Mutation
 from batchbox.settings import Settings
 from batchbox.validation import FileValidator, Limits, ValidationReport
 
@@ -321,11 +321,9 @@ def _validate_and_stage(record: JobRecord, obj: StorageObject, deps: SubmitDeps)
             }
         )
 
-    queued = deps.registry.update(record.job_id, queue)
-    if queued is None:
-        current = deps.registry.get(record.job_id)
-        assert current is not None
-        return current
+    queued, won = _settle(deps, record.job_id, queue)
+    if not won:
+        return queued
     log.info(
         "validated %s: %d lines to submit, %d skipped",
         obj.uri,
@@ -393,11 +391,9 @@ def reject(
             }
         )
 
-    rejected = deps.registry.update(record.job_id, mark)
-    if rejected is None:
-        current = deps.registry.get(record.job_id)
-        assert current is not None
-        return current
+    rejected, won = _settle(deps, record.job_id, mark)
+    if not won:
+        return rejected  # already decided by another delivery, which published the event
     log.warning(
         "rejected %s: %s", record.input_uri, reason, extra={"fields": {"report": report_uri}}
     )
@@ -436,6 +432,24 @@ def input_ref(record: JobRecord) -> InputRef:
         submitted=record.lines_submitted,
         skipped=record.lines_skipped,
     )
+
+
+def _settle(deps: SubmitDeps, job_id: str, mutate: Mutation) -> tuple[JobRecord, bool]:
+    """Apply ``mutate`` to the record: the record afterwards, and whether this call wrote it.
+
+    When ``mutate`` declines (another worker got there first), the record is read back as it
+    now stands.
+
+    Raises:
+        RetryableError: the record vanished in between.
+    """
+    written = deps.registry.update(job_id, mutate)
+    if written is not None:
+        return written, True
+    current = deps.registry.get(job_id)
+    if current is None:
+        raise errors.RetryableError(f"job record {job_id} vanished while it was being updated")
+    return current, False
 
 
 def _set_stage(record: JobRecord, deps: SubmitDeps, stage: Stage, **changes: Any) -> JobRecord:
@@ -489,12 +503,11 @@ def submit_job(record: JobRecord, deps: SubmitDeps, *, running: int | None = Non
             )
         return None
 
-    leased = deps.registry.update(record.job_id, lease)
-    if leased is None:
-        current = deps.registry.get(record.job_id)
-        if current is not None and current.stage is Stage.SUBMITTING:
+    leased, won = _settle(deps, record.job_id, lease)
+    if not won:
+        if leased.stage is Stage.SUBMITTING:
             raise InProgressError(f"job {record.job_id} is being submitted by another worker")
-        return current or record
+        return leased
     assert leased.options is not None
     assert leased.staged_uri is not None
     assert leased.output_prefix is not None
