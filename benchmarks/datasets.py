@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from batchbox.submission import LINE_LABEL
+from batchbox.keys import LINE_LABEL
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MIB = 1024 * 1024

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import orjson
 
+from batchbox.keys import LINE_LABEL
 from batchbox.validation import FileValidator, Limits
 
 DEFAULTS = Limits()
@@ -29,7 +30,12 @@ def _validate(args: argparse.Namespace) -> int:
     worst = 0
     reports = []
     for path in args.files:
-        validator = FileValidator(limits=limits, id_field=args.id_field or None, name=path.name)
+        validator = FileValidator(
+            limits=limits,
+            id_field=args.id_field or None,
+            name=path.name,
+            reserved_labels=(LINE_LABEL,),
+        )
         try:
             with path.open("rb") as stream:
                 for _ in validator.lines(stream):

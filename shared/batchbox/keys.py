@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 
+# The request label that carries each input line's number through Vertex AI, which returns
+# results in its own order: submit adds it to every request it stages, complete matches by it.
+LINE_LABEL = "batchbox-line"
+
 _SLUG_UNSAFE = re.compile(r"[^a-z0-9]+")
 _SLUG_MAX = 40
 

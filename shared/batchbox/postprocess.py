@@ -41,11 +41,12 @@ from batchbox.events import (
     source_for,
 )
 from batchbox.jsonl import iter_lines
+from batchbox.keys import LINE_LABEL
 from batchbox.logs import bind, get_logger
 from batchbox.models import JobRecord, Stage, VertexState
 from batchbox.ports import BlobStore
 from batchbox.settings import Settings
-from batchbox.submission import LINE_LABEL, InProgressError, SubmitDeps, input_ref
+from batchbox.submission import InProgressError, SubmitDeps, input_ref
 
 log = get_logger("complete")
 

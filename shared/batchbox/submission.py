@@ -37,7 +37,7 @@ from batchbox.events import (
     publish,
     source_for,
 )
-from batchbox.keys import idempotency_key, job_id_for, job_prefix_uri
+from batchbox.keys import LINE_LABEL, idempotency_key, job_id_for, job_prefix_uri
 from batchbox.logs import bind, get_logger
 from batchbox.models import JobOptions, JobRecord, Stage, StorageObject, VertexState
 from batchbox.ports import BatchJobs, BlobStore, EventPublisher, JobRegistry, Mutation
@@ -46,7 +46,6 @@ from batchbox.validation import FileValidator, Limits, ValidationReport
 
 log = get_logger("submit")
 
-LINE_LABEL = "batchbox-line"  # request label carrying the input line number through Vertex
 CLAIM_LEASE = dt.timedelta(minutes=10)
 MODEL_PREFIX = "publishers/google/models/"
 RUNNING_STAGES = (Stage.SUBMITTING, Stage.ACTIVE)
@@ -277,6 +276,7 @@ def _validate_and_stage(record: JobRecord, obj: StorageObject, deps: SubmitDeps)
         ),
         id_field=settings.id_field,
         name=obj.name,
+        reserved_labels=(LINE_LABEL,),
     )
     staged_uri = staged_input_uri(record)
     written = 0

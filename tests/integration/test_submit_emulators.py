@@ -20,11 +20,11 @@ from batchbox.adapters.firestore import FirestoreJobRegistry
 from batchbox.adapters.gcs import GcsBlobStore
 from batchbox.adapters.pubsub import PubSubPublisher
 from batchbox.adapters.vertex import GenaiBatchJobs
-from batchbox.keys import job_id_for
+from batchbox.keys import LINE_LABEL, job_id_for
 from batchbox.models import JobRecord, Stage, StorageObject, utcnow
 from batchbox.ports import Mutation
 from batchbox.settings import Settings
-from batchbox.submission import LINE_LABEL, InProgressError, SubmitDeps, handle_finalized
+from batchbox.submission import InProgressError, SubmitDeps, handle_finalized
 from batchbox.vertex_emulator import EmulatorConfig, EmulatorServer
 from tests.unit.test_schemas import validate_event
 

@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from batchbox import errors
-from batchbox.keys import job_id_for
+from batchbox.keys import LINE_LABEL, job_id_for
 from batchbox.models import JobRecord, Stage, StorageObject
-from batchbox.submission import LINE_LABEL, InProgressError, handle_finalized, resolve_options
+from batchbox.submission import InProgressError, handle_finalized, resolve_options
 from tests.fakes import (
     Clock,
     FakeBatchJobs,
@@ -289,3 +289,22 @@ def test_object_names_never_escape_the_job_prefix(name: str) -> None:
     assert ".." not in tail and all(c.isalnum() or c in "-/" for c in tail)
     for uri in deps.blobs.objects:
         assert uri.startswith("gs://inbox/") or uri.startswith(record.output_prefix)
+
+
+def test_requests_may_not_use_batchboxs_own_label_nor_leave_it_no_room() -> None:
+    deps = make_deps()
+    own = {"id": "x", "request": {**GOOD[0]["request"], "labels": {LINE_LABEL: "7"}}}
+    full = {
+        "id": "y",
+        "request": {**GOOD[0]["request"], "labels": {f"k{i}": "v" for i in range(64)}},
+    }
+    obj = upload(deps, "labels.jsonl", jsonl(GOOD[1], own, full))
+    record = handle_finalized(obj, event_time=None, deps=deps)
+    assert record is not None and record.stage is Stage.REJECTED
+    report = orjson.loads(deps.blobs.objects[record.report_uri])
+    found = {(e["line"], e["code"], e["path"]) for e in report["errors"]}
+    assert found == {
+        (2, "reserved_label", 'request.labels["batchbox-line"]'),
+        (3, "too_many_labels", "request.labels"),
+    }
+    assert "at most 63 labels" in report["errors"][1]["allowed"]

@@ -11,9 +11,10 @@ import orjson
 
 from batchbox.validation.checker import LineChecker
 from batchbox.validation.framing import ByteStream, LineReader
-from batchbox.validation.messages import describe
+from batchbox.validation.messages import describe, join_key
 from batchbox.validation.report import Limits, LineError, ValidationReport, ValidLine
 from batchbox.validation.request import check_record, check_request
+from batchbox.validation.rules import MAX_LABELS
 
 # ``.jsonl`` is the format's name; ``.json`` is accepted too, because many tools name JSONL
 # files that way and the content check below catches real JSON documents (arrays, pretty
@@ -41,6 +42,9 @@ class FileValidator:
     ``id_field`` names the top-level key that identifies lines (for matching results); when
     lines carry it, its value must be a non-empty string or an integer, unique in the file.
     Seen ids are kept in memory, a few tens of megabytes at ``max_lines`` long ids.
+    ``reserved_labels`` are request label keys the caller will add itself (batchbox's submit
+    labels each request with its line number): a line may not use them, and they count toward
+    Vertex AI's limit on labels.
     """
 
     def __init__(
@@ -49,8 +53,10 @@ class FileValidator:
         limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing the default is safe
         id_field: str | None = "id",
         name: str | None = None,
+        reserved_labels: tuple[str, ...] = (),
     ) -> None:
         self._limits = limits
+        self._reserved_labels = reserved_labels
         self._id_field = id_field
         self._name = name
         self._checker = LineChecker(track_types=True)
@@ -147,6 +153,8 @@ class FileValidator:
                     self._ids[value] = number  # the usual id: valid and new
                 else:
                     self._check_id(record)  # says what is wrong with it
+            if self._reserved_labels and type(record) is dict:
+                self._check_reserved_labels(record)
         # An unparsed line is never valid, even when its error went to the file (not_jsonl).
         # (checker.errors is empty only when no error was found: none are dropped before it fills.)
         valid = record is not _NOT_PARSED and not checker.errors
@@ -162,6 +170,34 @@ class FileValidator:
         _set_line(valid_line, number)
         _set_record(valid_line, record)
         return valid_line
+
+    def _check_reserved_labels(self, record: dict[str, Any]) -> None:
+        request = record.get("request")
+        labels = request.get("labels") if type(request) is dict else None
+        if type(labels) is not dict:
+            return
+        reserved = self._reserved_labels
+        names = ", ".join(repr(key) for key in reserved)
+        for key in labels:
+            if key in reserved:
+                self._checker.fail(
+                    join_key("request.labels", key),
+                    "reserved_label",
+                    repr(key),
+                    f"label keys other than {names}",
+                    "rename this label: batchbox sets it on every request to match results to "
+                    "lines",
+                )
+        room = MAX_LABELS - len(reserved)
+        if room < len(labels) <= MAX_LABELS:  # more than MAX_LABELS is reported by the walk
+            self._checker.fail(
+                "request.labels",
+                "too_many_labels",
+                f"{len(labels)} labels",
+                f"at most {room} labels: batchbox adds {len(reserved)} of its own ({names}) "
+                f"and Vertex AI allows {MAX_LABELS}",
+                f"remove {len(labels) - room} label(s) from this request",
+            )
 
     def _parse_error(self, view: bytes | memoryview, exc: orjson.JSONDecodeError) -> None:
         data = bytes(view)
