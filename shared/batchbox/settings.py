@@ -128,6 +128,14 @@ class Settings(BaseSettings):
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
 
+    @field_validator("stall_warning_seconds", "stall_cancel_seconds", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        """The watchdog ages switch off with ``off``, ``none``, ``0`` or an empty value."""
+        if isinstance(value, str) and value.strip().lower() in {"", "off", "none", "0"}:
+            return None
+        return value
+
     @field_validator("output_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
