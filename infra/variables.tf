@@ -297,14 +297,14 @@ variable "max_running_jobs" {
 }
 
 variable "stall_warning_seconds" {
-  description = "A job pending or running this long gets a stalled event (BATCHBOX_STALL_WARNING_SECONDS)."
+  description = "A job pending or running this long gets a stalled event (BATCHBOX_STALL_WARNING_SECONDS); 0 switches the warning off."
   type        = number
   default     = 86400
   nullable    = false
 }
 
 variable "stall_cancel_seconds" {
-  description = "A job pending or running this long is cancelled (BATCHBOX_STALL_CANCEL_SECONDS). Must exceed stall_warning_seconds."
+  description = "A job pending or running this long is cancelled (BATCHBOX_STALL_CANCEL_SECONDS); must exceed stall_warning_seconds; 0 never cancels."
   type        = number
   default     = 259200
   nullable    = false
