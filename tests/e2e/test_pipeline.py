@@ -112,7 +112,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         vertex_queue_seconds=0.3,
         vertex_run_seconds=1.0,
         # The watchdog acts within the test's time; ordinary jobs here end long before.
-        function_env={"BATCHBOX_STALL_WARNING_SECONDS": "4", "BATCHBOX_STALL_CANCEL_SECONDS": "9"},
+        function_env={"BATCHBOX_STALL_WARNING_SECONDS": "4", "BATCHBOX_STALL_CANCEL_SECONDS": "12"},
     )
     with LocalStack(config) as running:
         yield running
