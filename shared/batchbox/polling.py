@@ -73,8 +73,11 @@ class TickReport:
 def run_tick(deps: SubmitDeps) -> TickReport:
     """One poll tick over every outstanding job.
 
+    Every phase runs even when a job of an earlier one failed; the first failure is raised at
+    the end, so the tick is retried while the other jobs were still moved on.
+
     Raises:
-        RetryableError: the registry could not be queried (the next tick tries again anyway).
+        RetryableError: the registry could not be queried, or a job's step failed transiently.
     """
     report = TickReport()
     records = deps.registry.in_stages(POLLED_STAGES)
@@ -85,10 +88,14 @@ def run_tick(deps: SubmitDeps) -> TickReport:
     active = by_stage[Stage.ACTIVE]
     report.checked = len(active)
     # Each job's read and transition run together in a bounded pool: both wait on the network.
-    _in_pool(active, lambda record: _check(record, deps, report), deps)
-    _in_pool(by_stage[Stage.FINISHED], lambda record: _notify_if_due(record, deps, report), deps)
-
-    _submit_pending(by_stage[Stage.SUBMITTING], by_stage[Stage.QUEUED], deps, report)
+    failures = _in_pool(active, lambda record: _check(record, deps, report), deps)
+    failures += _in_pool(
+        by_stage[Stage.FINISHED], lambda record: _notify_if_due(record, deps, report), deps
+    )
+    try:
+        _submit_pending(by_stage[Stage.SUBMITTING], by_stage[Stage.QUEUED], deps, report)
+    except errors.BatchboxError as exc:
+        failures.append(exc)
     log.info(
         "tick: %d active checked, %d changed, %d finished, %d submitted",
         report.checked,
@@ -97,20 +104,22 @@ def run_tick(deps: SubmitDeps) -> TickReport:
         len(report.submitted),
         extra={"fields": {"tick": report.summary()}},
     )
+    if failures:
+        raise failures[0]
     return report
 
 
-def _in_pool(records: list[JobRecord], work: Callable[[JobRecord], None], deps: SubmitDeps) -> None:
-    """Run ``work`` for every record, at most ``poll_concurrency`` at a time; re-raise the first
-    failure once all are done (one job's trouble never stops the others)."""
+def _in_pool(
+    records: list[JobRecord], work: Callable[[JobRecord], None], deps: SubmitDeps
+) -> list[BaseException]:
+    """Run ``work`` for every record, at most ``poll_concurrency`` at a time, and return what
+    failed: one job's trouble never stops the others."""
     if not records:
-        return
+        return []
     workers = min(deps.settings.poll_concurrency, len(records))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
         futures = [pool.submit(work, record) for record in records]
-    failures = [exc for future in futures if (exc := future.exception()) is not None]
-    if failures:
-        raise failures[0]
+    return [exc for future in futures if (exc := future.exception()) is not None]
 
 
 def _check(record: JobRecord, deps: SubmitDeps, report: TickReport) -> None:

@@ -217,3 +217,18 @@ def test_progress_counts_are_written_at_most_every_interval_but_states_at_once()
     deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED, counts=Counts(successful=3))
     run_tick(deps)  # final: written and announced at once
     assert deps.registry.get(record.job_id).stage is Stage.FINISHED
+
+
+def test_one_jobs_failure_does_not_stop_the_rest_of_the_tick() -> None:
+    deps = make_deps(make_settings(max_running_jobs=2))
+    finishing = submitted(deps, "a.jsonl")
+    running = submitted(deps, "b.jsonl")
+    queued = handle_finalized(upload(deps, "c.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
+    deps.batch.set_state(finishing.vertex_job, VertexState.SUCCEEDED)
+    deps.batch.set_state(running.vertex_job, VertexState.SUCCEEDED)
+    deps.publisher.fail_next = 1  # the first job-finished announcement fails
+    with pytest.raises(errors.RetryableError):
+        run_tick(deps)
+    # The other job was still announced and the queued one submitted in the same tick.
+    assert len(deps.publisher.on("batchbox-job-finished")) == 1
+    assert deps.registry.get(queued.job_id).stage is Stage.ACTIVE
