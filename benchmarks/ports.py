@@ -34,7 +34,7 @@ class LocalBlobStore:
         return self.root / bucket / name
 
     @contextmanager
-    def open_read(self, uri: str) -> Iterator[BinaryIO]:
+    def open_read(self, uri: str, *, generation: str | None = None) -> Iterator[BinaryIO]:
         path = self.path(uri)
         if not path.is_file():
             raise errors.NotFoundError(f"{uri} does not exist")

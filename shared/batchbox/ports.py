@@ -26,8 +26,11 @@ class BlobInfo:
 class BlobStore(Protocol):
     """Object storage addressed by ``gs://bucket/name`` URIs."""
 
-    def open_read(self, uri: str) -> AbstractContextManager[BinaryIO]:
-        """Stream an object in chunks (constant memory). Raises NotFoundError."""
+    def open_read(
+        self, uri: str, *, generation: str | None = None
+    ) -> AbstractContextManager[BinaryIO]:
+        """Stream an object in chunks (constant memory); with ``generation``, exactly that
+        version of it. Raises NotFoundError."""
         ...
 
     def open_write(

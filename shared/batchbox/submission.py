@@ -281,20 +281,21 @@ def _validate_and_stage(record: JobRecord, obj: StorageObject, deps: SubmitDeps)
     staged_uri = staged_input_uri(record)
     written = 0
     try:
+        # Exactly the uploaded version: a later upload under the same name is another input.
         with (
-            deps.blobs.open_read(obj.uri) as source,
+            deps.blobs.open_read(obj.uri, generation=obj.generation) as source,
             deps.blobs.open_write(staged_uri, content_type="application/jsonl") as staged,
         ):
             for valid in validator.lines(source):
                 staged.write(_labelled_line(valid.record, valid.line))
                 written += 1
     except errors.NotFoundError:
-        log.warning(
-            "%s was deleted or replaced before it could be read; nothing to submit", obj.uri
+        reason = (
+            f"{obj.uri} (generation {obj.generation}) was deleted or replaced before batchbox "
+            "could read it; upload it again to submit it (a versioned inbox keeps every upload "
+            "readable)"
         )
-        return _set_stage(
-            record, deps, Stage.REJECTED, error={"message": f"{obj.uri} no longer exists"}
-        )
+        return reject(record, deps, options=options, reason=reason, report=None)
     report = validator.report
     report_uri = _write_report(record, report, deps) if not report.ok else None
     usable = report.ok or (options.partial and not report.fatal and written > 0)

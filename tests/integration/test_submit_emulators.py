@@ -265,3 +265,26 @@ def test_crash_after_claim_before_validation_is_resumed(cloud: Cloud) -> None:
     record = handle_finalized(obj, event_time=None, deps=cloud.deps)
     assert record.stage is Stage.ACTIVE and len(cloud.vertex_jobs(record.display_name)) == 1
     assert cloud.deps.blobs.read_bytes(obj.uri) == jsonl(*GOOD)
+
+
+def test_a_late_event_reads_its_own_upload_not_a_newer_one(cloud: Cloud) -> None:
+    bucket = storage.Client().bucket(cloud.inbox)
+    bucket.versioning_enabled = True
+    bucket.patch()
+    first = cloud.upload("same.jsonl", jsonl(GOOD[0]))
+    second = cloud.upload("same.jsonl", jsonl(*GOOD))  # overwritten before the first event came
+    assert first.generation != second.generation
+    newer = handle_finalized(second, event_time=None, deps=cloud.deps)
+    older = handle_finalized(first, event_time=None, deps=cloud.deps)
+    assert (older.lines_submitted, newer.lines_submitted) == (1, 2)
+    assert older.job_id != newer.job_id
+
+
+def test_an_upload_replaced_before_it_was_read_is_reported(cloud: Cloud) -> None:
+    first = cloud.upload("gone.jsonl", jsonl(GOOD[0]))
+    cloud.upload("gone.jsonl", jsonl(*GOOD))  # no versioning: the first upload is gone
+    record = handle_finalized(first, event_time=None, deps=cloud.deps)
+    assert record.stage is Stage.REJECTED
+    assert f"generation {first.generation}" in record.error["message"]
+    [message] = cloud.results()
+    assert dict(message.message.attributes)["ce-type"] == "dev.batchbox.job.v1.rejected"

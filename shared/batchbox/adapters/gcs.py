@@ -35,16 +35,19 @@ class GcsBlobStore:
 
         return storage.Client(project=self._project)
 
-    def _blob(self, uri: str) -> storage.Blob:
+    def _blob(self, uri: str, generation: str | None = None) -> storage.Blob:
         bucket, name = split_uri(uri)
-        return self.client.bucket(bucket).blob(name)
+        return self.client.bucket(bucket).blob(
+            name, generation=int(generation) if generation else None
+        )
 
     @contextmanager
-    def open_read(self, uri: str) -> Iterator[BinaryIO]:
-        blob = self._blob(uri)
+    def open_read(self, uri: str, *, generation: str | None = None) -> Iterator[BinaryIO]:
+        blob = self._blob(uri, generation)
         with translated(f"reading {uri}"):
             if not blob.exists():
-                raise NotFoundError(f"{uri} does not exist")
+                version = f" (generation {generation})" if generation else ""
+                raise NotFoundError(f"{uri}{version} does not exist")
             reader = blob.open("rb", chunk_size=CHUNK_SIZE)
         try:
             with translated(f"reading {uri}"):

@@ -26,7 +26,8 @@ class MemoryBlobStore:
         return io.BytesIO(data)
 
     @contextmanager
-    def open_read(self, uri: str) -> Iterator[BinaryIO]:
+    def open_read(self, uri: str, *, generation: str | None = None) -> Iterator[BinaryIO]:
+        """Objects have one version here, so ``generation`` is accepted and not checked."""
         if uri not in self.objects:
             raise errors.NotFoundError(f"{uri} does not exist")
         yield self._reader(self.objects[uri])
