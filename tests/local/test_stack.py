@@ -93,6 +93,11 @@ def test_the_env_file_holds_the_connection_settings(stack: LocalStack) -> None:
     assert stack.startup_seconds is not None
 
 
+def test_the_inbox_is_versioned_as_in_the_cloud(stack: LocalStack) -> None:
+    assert stack.storage.get_bucket(stack.config.inbox_bucket).versioning_enabled is True
+    assert not stack.storage.get_bucket(stack.config.output_bucket).versioning_enabled
+
+
 def test_an_upload_goes_through_submit_complete_and_back(stack: LocalStack) -> None:
     generation = stack.upload(b'{"request": {}}\n', "wired/one.jsonl", metadata={"k": "v"})
     uri = f"gs://{stack.config.inbox_bucket}/wired/one.jsonl"

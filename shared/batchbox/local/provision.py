@@ -94,6 +94,12 @@ def ensure_subscription(
         subscriber.create_subscription(request=subscription)
 
 
-def ensure_bucket(client: Any, name: str) -> None:
+def ensure_bucket(client: Any, name: str, *, versioned: bool = False) -> None:
+    """Create the bucket unless it exists; ``versioned`` keeps every upload of a name readable
+    (the inbox is versioned in the cloud deployment too)."""
     with contextlib.suppress(api_exceptions.Conflict):
         client.create_bucket(name)
+    if versioned:
+        bucket = client.bucket(name)
+        bucket.versioning_enabled = True
+        bucket.patch()

@@ -164,8 +164,8 @@ class LocalStack:
         storage = self._storage_service()
         self._launch([storage])
         services.wait_ready([storage, *others])
-        for bucket in (self.config.inbox_bucket, self.config.output_bucket):
-            provision.ensure_bucket(self.storage, bucket)
+        provision.ensure_bucket(self.storage, self.config.inbox_bucket, versioned=True)
+        provision.ensure_bucket(self.storage, self.config.output_bucket)
         self._scheduler = PollScheduler(
             self.publisher,
             provision.topic_path(self.config.project, self.config.topics.poll),
