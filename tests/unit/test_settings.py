@@ -79,3 +79,13 @@ def test_incoherent_settings_are_refused_with_the_reason(env, values, message: s
 def test_the_watchdog_switches_off(env, off: str) -> None:
     settings = env(BATCHBOX_STALL_WARNING_SECONDS=off, BATCHBOX_STALL_CANCEL_SECONDS=off)
     assert settings.stall_warning_seconds is None and settings.stall_cancel_seconds is None
+
+
+def test_the_readme_price_table_is_the_default_one() -> None:
+    from pathlib import Path
+
+    from batchbox.settings import DEFAULT_PRICES
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for model, price in DEFAULT_PRICES.items():
+        assert f"| `{model}` | {price.input:g} | {price.output:.2f} |" in readme
