@@ -24,6 +24,7 @@ from batchbox import runtime
 from batchbox.keys import job_id_for
 from batchbox.settings import get_settings
 from batchbox.vertex_emulator import EmulatorConfig, EmulatorServer
+from tests.emulated import emulator_jobs, fresh_buckets, inject_fault, topic_with_pull
 from tests.unit.test_schemas import validate_event
 
 pytestmark = pytest.mark.emulators
@@ -102,17 +103,10 @@ def cloud(
     storage_host, pubsub_host, firestore_host, project, vertex, monkeypatch
 ) -> Iterator[Cloud]:
     suffix = uuid.uuid4().hex[:8]
-    inbox, output = f"inbox-{suffix}", f"output-{suffix}"
-    gcs = storage.Client(project=project)
-    gcs.create_bucket(inbox)
-    gcs.create_bucket(output)
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    subs = {}
-    for topic in ("results", "finished"):
-        topic_path = publisher.topic_path(project, f"{topic}-{suffix}")
-        publisher.create_topic(name=topic_path)
-        subs[topic] = subscriber.subscription_path(project, f"{topic}-{suffix}-pull")
-        subscriber.create_subscription(name=subs[topic], topic=topic_path)
+    inbox, output = fresh_buckets(project, "inbox", "output")
+    subs = {
+        topic: topic_with_pull(project, f"{topic}-{suffix}") for topic in ("results", "finished")
+    }
     env = {
         "GOOGLE_CLOUD_PROJECT": project,
         "BATCHBOX_INBOX_BUCKET": inbox,
@@ -228,25 +222,15 @@ def test_submit_rejects_a_bad_file_and_acknowledges(cloud: Cloud) -> None:
 
 
 def test_transient_batch_api_failure_answers_500_then_succeeds_once(cloud: Cloud) -> None:
-    import urllib.request
-
     obj = cloud.upload("retry.jsonl", jsonl(*LINES))
-    fault = urllib.request.Request(
-        f"{cloud.vertex.base_url}/emulator/v1/faults",
-        method="POST",
-        data=orjson.dumps({"verb": "create", "status": 503, "count": 1}),
-        headers={"content-type": "application/json"},
-    )
-    urllib.request.urlopen(fault).read()
+    inject_fault(cloud.vertex.base_url, status=503)
     submit = app("submit")
     assert submit.post("/", **finalize_event(obj)).status_code == 500
     assert submit.post("/", **finalize_event(obj)).status_code == 200
     job_id = job_id_for(cloud.inbox, "retry.jsonl", obj["generation"])
     record = cloud.record(job_id)
     assert record["stage"] == "ACTIVE"
-    jobs = orjson.loads(urllib.request.urlopen(f"{cloud.vertex.base_url}/emulator/v1/jobs").read())
-    mine = [j for j in jobs.get("jobs", jobs) if j.get("displayName") == f"batchbox-{job_id}"]
-    assert len(mine) == 1
+    assert len(emulator_jobs(cloud.vertex.base_url, f"batchbox-{job_id}")) == 1
 
 
 def test_unusable_event_data_is_acknowledged_not_retried(cloud: Cloud) -> None:
@@ -276,7 +260,6 @@ def test_ignored_objects_and_old_events(cloud: Cloud, monkeypatch: pytest.Monkey
 
 def test_ten_concurrent_deliveries_make_exactly_one_vertex_job(cloud: Cloud) -> None:
     import threading
-    import urllib.request
 
     obj = cloud.upload("burst.jsonl", jsonl(*LINES))
     event = finalize_event(obj)
@@ -304,6 +287,4 @@ def test_ten_concurrent_deliveries_make_exactly_one_vertex_job(cloud: Cloud) -> 
 
     job_id = job_id_for(cloud.inbox, "burst.jsonl", obj["generation"])
     assert cloud.record(job_id)["stage"] == "ACTIVE"
-    jobs = orjson.loads(urllib.request.urlopen(f"{cloud.vertex.base_url}/emulator/v1/jobs").read())
-    mine = [j for j in jobs.get("jobs", jobs) if j.get("displayName") == f"batchbox-{job_id}"]
-    assert len(mine) == 1
+    assert len(emulator_jobs(cloud.vertex.base_url, f"batchbox-{job_id}")) == 1

@@ -6,7 +6,6 @@ that fails once at a chosen step, wrapped around the real Firestore adapter.
 from __future__ import annotations
 
 import datetime as dt
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from batchbox.ports import Mutation
 from batchbox.settings import Settings
 from batchbox.submission import InProgressError, SubmitDeps, handle_finalized
 from batchbox.vertex_emulator import EmulatorConfig, EmulatorServer
+from tests.emulated import emulator_jobs, fresh_buckets, inject_fault, topic_with_pull
 from tests.unit.test_schemas import validate_event
 
 pytestmark = pytest.mark.emulators
@@ -98,33 +98,17 @@ class Cloud:
         return list(response.received_messages)
 
     def vertex_jobs(self, display_name: str) -> list[dict]:
-        listing = orjson.loads(
-            urllib.request.urlopen(f"{self.vertex.base_url}/emulator/v1/jobs").read()
-        )
-        return [j for j in listing.get("jobs", listing) if j.get("displayName") == display_name]
+        return emulator_jobs(self.vertex.base_url, display_name)
 
     def fault(self, status: int, count: int = 1) -> None:
-        request = urllib.request.Request(
-            f"{self.vertex.base_url}/emulator/v1/faults",
-            method="POST",
-            data=orjson.dumps({"verb": "create", "status": status, "count": count}),
-            headers={"content-type": "application/json"},
-        )
-        urllib.request.urlopen(request).read()
+        inject_fault(self.vertex.base_url, status=status, count=count)
 
 
 @pytest.fixture
 def cloud(storage_host, pubsub_host, firestore_host, project, vertex) -> Cloud:
     suffix = uuid.uuid4().hex[:8]
-    inbox, output = f"in-{suffix}", f"out-{suffix}"
-    gcs = storage.Client(project=project)
-    gcs.create_bucket(inbox)
-    gcs.create_bucket(output)
-    publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-    topic = publisher.topic_path(project, f"results-{suffix}")
-    publisher.create_topic(name=topic)
-    results_sub = subscriber.subscription_path(project, f"results-{suffix}")
-    subscriber.create_subscription(name=results_sub, topic=topic)
+    inbox, output = fresh_buckets(project, "in", "out")
+    results_sub = topic_with_pull(project, f"results-{suffix}")
     settings = Settings.model_validate(
         {
             "project": project,

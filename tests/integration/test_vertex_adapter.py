@@ -14,6 +14,7 @@ from batchbox import errors
 from batchbox.adapters.vertex import GenaiBatchJobs
 from batchbox.models import VertexState
 from batchbox.vertex_emulator import EmulatorConfig, EmulatorServer
+from tests.emulated import inject_fault
 
 pytestmark = pytest.mark.emulators
 
@@ -104,15 +105,7 @@ def test_cancel_and_not_found(batch: GenaiBatchJobs, source) -> None:
 def test_api_errors_are_classified(
     emulator: EmulatorServer, batch: GenaiBatchJobs, source, status, expected
 ) -> None:
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"{emulator.base_url}/emulator/v1/faults",
-        data=orjson.dumps({"verb": "create", "status": status, "count": 1}),
-        headers={"content-type": "application/json"},
-        method="POST",
-    )
-    urllib.request.urlopen(request).read()
+    inject_fault(emulator.base_url, status=status)
     src, dest = source
     with pytest.raises(expected):
         batch.create(model="gemini-2.5-flash", source_uri=src, dest_uri=dest, display_name="f")
