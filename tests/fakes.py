@@ -10,7 +10,7 @@ import io
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from batchbox import errors
 from batchbox.adapters import memory
@@ -21,11 +21,17 @@ from batchbox.submission import SubmitDeps
 
 
 class MemoryBlobStore(memory.MemoryBlobStore):
-    """Also records the largest single read asked for, to prove the core streams."""
+    """Also records what was opened for reading and the largest single read asked for, to prove
+    what the core reads and that it streams."""
 
     def __init__(self) -> None:
         super().__init__()
         self.max_read = 0
+        self.opened: list[str] = []
+
+    def open_read(self, uri: str, *, generation: str | None = None) -> Any:
+        self.opened.append(uri)
+        return super().open_read(uri, generation=generation)
 
     def _reader(self, data: bytes) -> BinaryIO:
         store = self

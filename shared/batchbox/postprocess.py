@@ -71,6 +71,7 @@ class Tally:
     """Everything counted while streaming the predictions."""
 
     succeeded: int = 0
+    ok_lines: int = 0  # distinct input lines with a successful row
     failed: int = 0
     unmatched: int = 0
     duplicates: int = 0
@@ -268,6 +269,7 @@ def _take_row(raw: bytes, uri: str, results: BinaryIO, tally: Tally, id_field: s
         tally.succeeded += 1
         if line is not None:
             tally.set_state(line, _OK)
+            tally.ok_lines += 1
         results.write(
             orjson.dumps(
                 _result_row(row, line, outcome, id_field), option=orjson.OPT_APPEND_NEWLINE
@@ -403,7 +405,11 @@ def _process(record: JobRecord, deps: SubmitDeps) -> JobRecord:
     with deps.blobs.open_write(
         outputs.errors or "", content_type="application/jsonl"
     ) as errors_out:
-        missing = write_errors(record.staged_uri, deps.blobs, errors_out, tally)
+        # Every submitted line succeeded (the usual case): pass 2 could find nothing, so the
+        # staged input is not read again and errors.jsonl stays empty.
+        everything_succeeded = tally.ok_lines == record.lines_submitted
+        staged = None if everything_succeeded else record.staged_uri
+        missing = write_errors(staged, deps.blobs, errors_out, tally)
     now = deps.clock()
     data = event_data(record, tally, missing, outputs, settings, now)
     summary = {

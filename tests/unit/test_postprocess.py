@@ -326,3 +326,18 @@ def test_large_rows_and_varied_timestamps_and_token_details() -> None:
     assert sorted(r["processed_time"] for r in results) == sorted(stamps)
     assert all(len(r["text"]) == 150_000 for r in results)
     assert event.data["counts"]["succeeded"] == 2
+
+
+def test_a_fully_successful_job_does_not_read_its_staged_input_again() -> None:
+    deps = make_deps()
+    record = finished_job(
+        deps,
+        requests(3),
+        VertexState.SUCCEEDED,
+        lambda staged: [echo(s, response=ok_response("x")) for s in staged],
+    )
+    deps.blobs.opened.clear()
+    event = handle_job_finished(record.job_id, deps)
+    assert record.staged_uri not in deps.blobs.opened
+    assert event.data["counts"] == {"total": 3, "succeeded": 3, "failed": 0, "missing": 0}
+    assert list(iter_results(deps.blobs, event.data["outputs"]["errors"])) == []
