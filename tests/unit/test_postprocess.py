@@ -37,6 +37,11 @@ def ok_response(text: str, **usage: int) -> dict:
     }
 
 
+def answered(staged: list[dict]) -> list[dict]:
+    """A successful predictions row for every staged line."""
+    return [echo(s, response=ok_response("x")) for s in staged]
+
+
 def finished_job(deps, inputs: list[dict], state: VertexState, rows_for):
     """Submit ``inputs``, write the rows ``rows_for(staged_lines)`` returns, finish the job."""
     record = handle_finalized(upload(deps, "in.jsonl", jsonl(*inputs)), event_time=None, deps=deps)
@@ -112,7 +117,7 @@ def test_redelivered_job_finished_message_publishes_nothing_new() -> None:
         deps,
         requests(2),
         VertexState.SUCCEEDED,
-        lambda staged: [echo(s, response=ok_response("x")) for s in staged],
+        answered,
     )
     first = handle_job_finished(record.job_id, deps)
     assert handle_job_finished(record.job_id, deps) is None
@@ -126,7 +131,7 @@ def test_crash_after_storing_the_event_republishes_the_identical_event() -> None
         deps,
         requests(2),
         VertexState.SUCCEEDED,
-        lambda staged: [echo(s, response=ok_response("x")) for s in staged],
+        answered,
     )
     deps.publisher.fail_next = 1
     with pytest.raises(Exception, match="publish failed"):
@@ -334,7 +339,7 @@ def test_a_fully_successful_job_does_not_read_its_staged_input_again() -> None:
         deps,
         requests(3),
         VertexState.SUCCEEDED,
-        lambda staged: [echo(s, response=ok_response("x")) for s in staged],
+        answered,
     )
     deps.blobs.opened.clear()
     event = handle_job_finished(record.job_id, deps)
