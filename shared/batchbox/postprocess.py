@@ -72,6 +72,7 @@ class Tally:
 
     succeeded: int = 0
     ok_lines: int = 0  # distinct input lines with a successful row
+    failed_lines: int = 0  # distinct input lines whose row failed
     failed: int = 0
     unmatched: int = 0
     duplicates: int = 0
@@ -280,6 +281,7 @@ def _take_row(raw: bytes, uri: str, results: BinaryIO, tally: Tally, id_field: s
     tally.error_kinds[outcome.kind] += 1
     if line is not None:
         tally.set_state(line, _FAILED)
+        tally.failed_lines += 1
         tally.fail(line, outcome.error or outcome.kind)
 
 
@@ -293,11 +295,15 @@ def _strip_label(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, "request": request}
 
 
-def write_errors(staged_uri: str | None, blobs: BlobStore, out: BinaryIO, tally: Tally) -> int:
-    """Pass 2: every failed or missing input line, original request first. Returns missing count."""
-    missing = 0
+def missing_lines(tally: Tally, submitted: int) -> int:
+    """Submitted lines that got no predictions row at all."""
+    return max(0, submitted - tally.ok_lines - tally.failed_lines)
+
+
+def write_errors(staged_uri: str | None, blobs: BlobStore, out: BinaryIO, tally: Tally) -> None:
+    """Pass 2: every failed or missing input line, its original request first."""
     if staged_uri is None:
-        return 0
+        return
     try:
         with blobs.open_read(staged_uri) as stream:
             for raw in iter_lines(stream):
@@ -306,7 +312,6 @@ def write_errors(staged_uri: str | None, blobs: BlobStore, out: BinaryIO, tally:
                 if line is None or tally.state(line) == _OK:
                     continue
                 if tally.state(line) == _UNSEEN:
-                    missing += 1
                     error = {
                         "kind": "missing",
                         "message": "no output row for this request "
@@ -320,9 +325,10 @@ def write_errors(staged_uri: str | None, blobs: BlobStore, out: BinaryIO, tally:
                 )
     except errors.NotFoundError:
         log.error(
-            "staged input %s is gone: errors.jsonl lists only what the predictions said", staged_uri
+            "staged input %s is gone: errors.jsonl cannot list the failed and missing requests "
+            "(the counts still hold)",
+            staged_uri,
         )
-    return missing
 
 
 # --- The handler ----------------------------------------------------------------------------------
@@ -405,11 +411,11 @@ def _process(record: JobRecord, deps: SubmitDeps) -> JobRecord:
     with deps.blobs.open_write(
         outputs.errors or "", content_type="application/jsonl"
     ) as errors_out:
-        # Every submitted line succeeded (the usual case): pass 2 could find nothing, so the
-        # staged input is not read again and errors.jsonl stays empty.
-        everything_succeeded = tally.ok_lines == record.lines_submitted
-        staged = None if everything_succeeded else record.staged_uri
-        missing = write_errors(staged, deps.blobs, errors_out, tally)
+        missing = missing_lines(tally, record.lines_submitted)
+        # Pass 2 only when it has something to write: usually every line succeeded, and then
+        # the staged input is not read again and errors.jsonl stays empty.
+        if missing or tally.failed_lines:
+            write_errors(record.staged_uri, deps.blobs, errors_out, tally)
     now = deps.clock()
     data = event_data(record, tally, missing, outputs, settings, now)
     summary = {

@@ -346,3 +346,13 @@ def test_a_fully_successful_job_does_not_read_its_staged_input_again() -> None:
     assert record.staged_uri not in deps.blobs.opened
     assert event.data["counts"] == {"total": 3, "succeeded": 3, "failed": 0, "missing": 0}
     assert list(iter_results(deps.blobs, event.data["outputs"]["errors"])) == []
+
+
+def test_missing_requests_are_counted_even_when_the_staged_input_is_gone() -> None:
+    deps = make_deps()
+    record = finished_job(
+        deps, requests(4), VertexState.EXPIRED, lambda staged: answered(staged[:1])
+    )
+    del deps.blobs.objects[record.staged_uri]  # removed by a lifecycle rule, say
+    event = handle_job_finished(record.job_id, deps)
+    assert event.data["counts"] == {"total": 4, "succeeded": 1, "failed": 0, "missing": 3}
