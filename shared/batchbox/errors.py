@@ -38,7 +38,3 @@ class PreconditionFailedError(PermanentError):
 
 class InvalidEventError(PermanentError):
     """The incoming event cannot be understood: it is acknowledged and logged, never retried."""
-
-
-class ConfigurationError(PermanentError):
-    """The deployment is misconfigured (a missing bucket, a bad setting)."""

@@ -18,8 +18,6 @@ if TYPE_CHECKING:
     from google import genai
     from google.genai import types
 
-MODEL_PREFIX = "publishers/google/models/"
-
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
     """Connection-level errors of the HTTP library google-genai uses (httpx2, or httpx)."""
