@@ -14,10 +14,10 @@ from typing import Any, BinaryIO
 
 from batchbox import errors
 from batchbox.adapters import memory
+from batchbox.deps import Deps
 from batchbox.models import Counts, VertexState
 from batchbox.ports import BatchJobInfo
 from batchbox.settings import Settings
-from batchbox.submission import SubmitDeps
 
 
 class MemoryBlobStore(memory.MemoryBlobStore):
@@ -151,8 +151,8 @@ def make_settings(**overrides: object) -> Settings:
     return Settings.model_validate(values)
 
 
-def make_deps(settings: Settings | None = None, **parts: object) -> SubmitDeps:
-    return SubmitDeps(
+def make_deps(settings: Settings | None = None, **parts: object) -> Deps:
+    return Deps(
         settings=settings or make_settings(),
         blobs=parts.get("blobs") or MemoryBlobStore(),  # type: ignore[arg-type]
         registry=parts.get("registry") or MemoryRegistry(),  # type: ignore[arg-type]
@@ -162,4 +162,4 @@ def make_deps(settings: Settings | None = None, **parts: object) -> SubmitDeps:
     )
 
 
-Factory = Callable[..., SubmitDeps]
+Factory = Callable[..., Deps]

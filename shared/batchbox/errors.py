@@ -38,3 +38,9 @@ class PreconditionFailedError(PermanentError):
 
 class InvalidEventError(PermanentError):
     """The incoming event cannot be understood: it is acknowledged and logged, never retried."""
+
+
+class InProgressError(BatchboxError):
+    """Another worker holds the lease on this step. Nothing is wrong and nothing is retried: the
+    event is acknowledged, and if that worker dies the reconciler resumes the step once its lease
+    has run out."""

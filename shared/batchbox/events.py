@@ -55,10 +55,21 @@ class InputRef(_Strict):
 
 
 class RequestCounts(_Strict):
-    total: int = Field(description="Requests submitted.")
-    succeeded: int
-    failed: int = Field(description="Error rows and rows with no usable response.")
+    total: int = Field(description="Requests submitted; succeeded + failed + missing == total.")
+    succeeded: int = Field(description="Requests with a usable response, each counted once.")
+    failed: int = Field(description="Requests whose every row was an error or had no content.")
     missing: int = Field(description="Requests with no output row at all.")
+    redriven: int = Field(default=0, description="Requests answered by a re-drive.")
+
+
+class JobSummary(_Strict):
+    """One Vertex batch job of the input."""
+
+    vertex_job: str | None = None
+    shard: int
+    attempt: int
+    state: str
+    counts: dict[str, int] | None = None
 
 
 class TokenTotals(_Strict):
@@ -126,6 +137,14 @@ class JobEventData(_Strict):
         default_factory=list, description="The first validation errors (rejected only)."
     )
     validation_error_count: int = 0
+    validation_warning_count: int = 0
+    shards: int = Field(default=0, description="Shards the input was split into.")
+    jobs: list[JobSummary] = Field(
+        default_factory=list, description="Every Vertex batch job of the input, re-drives too."
+    )
+    warnings: list[str] = Field(
+        default_factory=list, description="Problems met while post-processing (unreadable files)."
+    )
 
 
 def event_id(job_id: str, outcome: Outcome) -> str:

@@ -57,28 +57,45 @@ FINAL_STATES = frozenset(
 
 
 class Stage(StrEnum):
-    """batchbox's own lifecycle of one input file.
+    """batchbox's own lifecycle of one input (an upload, or a job spec).
 
-    RECEIVED ─┬─► REJECTED                       (validation failed; a report is written)
-              └─► QUEUED ─► SUBMITTING ─► ACTIVE ─► FINISHED ─► PROCESSED
-                  (held back      (create     (Vertex   (final     (results written,
-                   by quota or     in flight)  states)   state)     event published)
-                   the job cap)
-    PARKED: something no retry can fix after submission (job gone on Vertex, unreadable record).
+    RECEIVED ─┬─► REJECTED                      (validation failed; a report is written)
+              └─► RUNNING ─► FINISHED ─► PROCESSED
+                  (its jobs    (every job   (results written, one event published)
+                   are queued,  final; or a
+                   submitted,   re-drive puts
+                   running)     it back to RUNNING)
+    PARKED: a record that no longer reads as one (kept for a person to look at).
+
+    Every stage but REJECTED, PROCESSED and PARKED is driven forward by the reconciler on each
+    poll tick, whatever happened to the events that started it.
     """
 
     RECEIVED = "RECEIVED"
     REJECTED = "REJECTED"
-    QUEUED = "QUEUED"
-    SUBMITTING = "SUBMITTING"
-    ACTIVE = "ACTIVE"
+    RUNNING = "RUNNING"
     FINISHED = "FINISHED"
     PROCESSED = "PROCESSED"
     PARKED = "PARKED"
 
 
-# Stages the poller looks at on every tick.
-POLLED_STAGES = (Stage.QUEUED, Stage.SUBMITTING, Stage.ACTIVE, Stage.FINISHED)
+# Stages the reconciler looks at on every tick.
+OPEN_STAGES = (Stage.RECEIVED, Stage.RUNNING, Stage.FINISHED)
+
+
+class JobStage(StrEnum):
+    """The lifecycle of one Vertex batch job of an input (a shard, or a re-drive of one).
+
+    QUEUED ─► SUBMITTING ─► ACTIVE ─► DONE
+    (held back by     (create     (Vertex's    (a final state; or the job vanished on Vertex:
+     the job cap or    in flight)  own states)  ``error`` says so)
+     quota)
+    """
+
+    QUEUED = "QUEUED"
+    SUBMITTING = "SUBMITTING"
+    ACTIVE = "ACTIVE"
+    DONE = "DONE"
 
 
 class StorageObject(BaseModel):
@@ -115,14 +132,16 @@ class StorageObject(BaseModel):
 
 
 class JobOptions(BaseModel):
-    """Per-file options, resolved from object metadata, prefix routes and defaults."""
+    """Per-input options, resolved from object metadata, prefix routes and defaults."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     model: str
     display_name: str | None = None
+    # Checked against the label rules before they are stored: no key can break a registry write.
     labels: dict[str, str] = Field(default_factory=dict)
     partial: bool = False
+    strict: bool = False
 
 
 class Counts(BaseModel):
@@ -135,51 +154,113 @@ class Counts(BaseModel):
     incomplete: int = 0
 
 
-class JobRecord(BaseModel):
-    """One document of the job registry: everything known about one input file."""
+class BatchJob(BaseModel):
+    """One Vertex batch job of an input: shard ``shard`` of its lines, attempt ``attempt``
+    (0 for the first submission, 1 and up for re-drives of transiently failed lines)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    shard: int
+    attempt: int = 0
+    stage: JobStage = JobStage.QUEUED
+    lines: int  # requests in its staged source
+    source_uri: str  # the staged JSONL it reads
+    dest_uri: str  # the folder Vertex writes its predictions under
+    vertex_job: str | None = None  # projects/.../batchPredictionJobs/ID
+    vertex_state: VertexState | None = None
+    counts: Counts | None = None
+    output_directory: str | None = None  # Vertex's outputInfo.gcsOutputDirectory
+    error: dict[str, Any] | None = None
+    submit_attempts: int = 0
+    lease_until: dt.datetime | None = None  # a worker is creating it until then
+    submitted_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    progress_at: dt.datetime | None = None  # when state and counts were last written
+    stall_warned_at: dt.datetime | None = None
+    stall_cancelled_at: dt.datetime | None = None
+
+    @property
+    def slot(self) -> str:
+        """``s0003a1``: shard and attempt, as they appear in names and paths."""
+        return f"s{self.shard:04d}a{self.attempt}"
+
+    @property
+    def running(self) -> bool:
+        """Counts toward the running-job cap."""
+        return self.stage in (JobStage.SUBMITTING, JobStage.ACTIVE)
+
+
+class InputRecord(BaseModel):
+    """One document of the registry: everything known about one input and its batch jobs.
+
+    The jobs live inside their input's document, so "every job is final" and the move to
+    FINISHED are one compare-and-set: fan-in needs no cross-document transaction.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     key: str  # bucket/name#generation, the idempotency key
-    job_id: str  # short, unique, safe in paths and display names
+    job_id: str  # short, unique, safe in paths and display names: the input's id
     input_uri: str
     bucket: str
     name: str
     generation: str
     stage: Stage
+    # The object's custom metadata as JSON text: any key survives a registry write.
+    metadata_json: str = "{}"
     options: JobOptions | None = None
-    staged_uri: str | None = None
     output_prefix: str | None = None  # gs://output/jobs/<job_id>/
     report_uri: str | None = None
-    vertex_job: str | None = None  # projects/.../batchPredictionJobs/ID
-    vertex_state: VertexState | None = None
-    counts: Counts | None = None
-    progress_at: dt.datetime | None = None  # when state and counts were last written
+    jobs: tuple[BatchJob, ...] = ()
     lines_total: int = 0
     lines_submitted: int = 0
     lines_skipped: int = 0
+    warnings: int = 0
     error: dict[str, Any] | None = None
-    output_directory: str | None = None  # Vertex's outputInfo.gcsOutputDirectory
     created_at: dt.datetime
     updated_at: dt.datetime
-    submitted_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
     processed_at: dt.datetime | None = None
-    submit_attempts: int = 0
-    lease_until: dt.datetime | None = None  # a worker owns the current step until then
+    lease_until: dt.datetime | None = None  # a worker owns the input's current step until then
+    lease_owner: str | None = None  # which worker: a random token per claim or take-over
     notify_lease_until: dt.datetime | None = None
     notified_at: dt.datetime | None = None
-    stall_warned_at: dt.datetime | None = None
-    stall_cancelled_at: dt.datetime | None = None
     result_event: dict[str, Any] | None = None
     version: int = 0
     # The registry's own token of the stored version (Firestore's update time), never stored.
     _stored_as: Any = PrivateAttr(default=None)
 
+    def display_name(self, job: BatchJob) -> str:
+        """The Vertex display name of one of its jobs: deterministic, so a crashed submit can
+        find the job again instead of creating a second."""
+        return f"batchbox-{self.job_id}-{job.slot}"
+
     @property
-    def display_name(self) -> str:
-        """The Vertex display name: deterministic, so a crashed submit can find its job again."""
-        return f"batchbox-{self.job_id}"
+    def shards(self) -> int:
+        return len({job.shard for job in self.jobs})
+
+    @property
+    def attempt(self) -> int:
+        """The newest attempt (0 until a re-drive)."""
+        return max((job.attempt for job in self.jobs), default=0)
+
+    def with_job(self, index: int, **changes: Any) -> InputRecord:
+        """A copy with ``jobs[index]`` changed."""
+        jobs = list(self.jobs)
+        jobs[index] = jobs[index].model_copy(update=changes)
+        return self.model_copy(update={"jobs": tuple(jobs)})
+
+    def lease_over(self, now: dt.datetime) -> bool:
+        return self.lease_until is None or self.lease_until <= now
+
+
+class InputFinished(BaseModel):
+    """poll → complete: every job of the input is final (``attempt``: its newest attempt)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str = Field(min_length=1)
+    attempt: int = 0
 
 
 def utcnow() -> dt.datetime:

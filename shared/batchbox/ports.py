@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
-from batchbox.models import Counts, JobRecord, Stage, VertexState
+from batchbox.models import Counts, InputRecord, Stage, VertexState
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,7 @@ class BlobInfo:
     size: int
     generation: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    created: dt.datetime | None = None
 
 
 class BlobStore(Protocol):
@@ -58,21 +59,21 @@ class BlobStore(Protocol):
         ...
 
 
-Mutation = Callable[[JobRecord], JobRecord | None]
+Mutation = Callable[[InputRecord], InputRecord | None]
 
 
 class JobRegistry(Protocol):
-    """The job registry: one record per input file, every change atomic."""
+    """The registry: one record per input (its batch jobs inside it), every change atomic."""
 
-    def create(self, record: JobRecord) -> None:
+    def create(self, record: InputRecord) -> None:
         """Create-only write. Raises AlreadyExistsError when the record exists."""
         ...
 
-    def get(self, job_id: str) -> JobRecord | None: ...
+    def get(self, job_id: str) -> InputRecord | None: ...
 
     def update(
-        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
-    ) -> JobRecord | None:
+        self, job_id: str, mutate: Mutation, *, known: InputRecord | None = None
+    ) -> InputRecord | None:
         """Read-modify-write, atomically: no other write lands between the read and the write.
 
         ``mutate`` gets the current record and returns the new one, or None to leave it as it is.
@@ -83,9 +84,19 @@ class JobRegistry(Protocol):
         """
         ...
 
-    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+    def in_stages(self, stages: Sequence[Stage]) -> list[InputRecord]:
         """Every record in one of ``stages`` (a query, never a scan of Vertex)."""
         ...
+
+    def missing(self, job_ids: Sequence[str]) -> set[str]:
+        """Those of ``job_ids`` that have no record (one batched read, for the inbox sweep)."""
+        ...
+
+    def marker(self, name: str) -> dict[str, Any] | None:
+        """A small named state document of batchbox's own (the sweep's cursor)."""
+        ...
+
+    def set_marker(self, name: str, value: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,8 @@
 outcomes to what the platform does with the event.
 
 - returns normally → HTTP 200, the event is acknowledged;
+- ``InProgressError`` (another worker holds the step's lease) → a warning line, acknowledged: the
+  reconciler resumes the step if that worker dies, so no redelivery is needed;
 - ``PermanentError`` (bad input, a refusal no retry can fix) → logged once, acknowledged;
 - ``RetryableError`` or anything unexpected → logged once, re-raised → HTTP 500 → redelivered
   (the triggers use a retry policy; old events are dropped by the handlers' age check).
@@ -20,9 +22,9 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from batchbox import errors, logs
+from batchbox.deps import Deps
 from batchbox.models import utcnow
 from batchbox.settings import get_settings
-from batchbox.submission import SubmitDeps
 
 log = logs.get_logger("function")
 
@@ -31,7 +33,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 @functools.lru_cache(maxsize=1)
-def dependencies() -> SubmitDeps:
+def dependencies() -> Deps:
     """The adapters, built on first use (not at import) and reused by every later invocation."""
     from batchbox.adapters.firestore import FirestoreJobRegistry
     from batchbox.adapters.gcs import GcsBlobStore
@@ -39,7 +41,7 @@ def dependencies() -> SubmitDeps:
     from batchbox.adapters.vertex import GenaiBatchJobs
 
     settings = get_settings()
-    return SubmitDeps(
+    return Deps(
         settings=settings,
         blobs=GcsBlobStore(project=settings.project),
         registry=FirestoreJobRegistry(
@@ -67,6 +69,8 @@ def entry_point(name: str) -> Callable[[Callable[[Event], None]], Callable[[Even
             ):
                 try:
                     handler(event)
+                except errors.InProgressError as exc:
+                    log.warning("%s (acknowledged)", exc)
                 except errors.PermanentError as exc:
                     log.error("%s: %s (acknowledged, not retried)", type(exc).__name__, exc)
                 except errors.RetryableError as exc:
@@ -118,20 +122,19 @@ def parse_data(event: Event, model: type[M]) -> M:
         raise errors.InvalidEventError(f"event data is not a {model.__name__}: {exc}") from exc
 
 
-def pubsub_payload(event: Event) -> tuple[dict[str, Any], dict[str, str]]:
-    """The JSON payload and attributes of a ``google.cloud.pubsub.topic.v1.messagePublished`` event.
+def parse_message(event: Event, model: type[M]) -> M:
+    """The payload of a ``google.cloud.pubsub.topic.v1.messagePublished`` event as ``model``, one
+    of batchbox's own messages (unknown fields forbidden).
 
     Raises:
-        InvalidEventError: the message is not JSON from batchbox (acknowledged, never retried).
+        InvalidEventError: the message is not one (acknowledged, never retried).
     """
     data = event.data if isinstance(event.data, dict) else {}
     message = data.get("message") or {}
-    attributes = {str(k): str(v) for k, v in (message.get("attributes") or {}).items()}
     raw = message.get("data") or ""
     try:
-        payload = orjson.loads(base64.b64decode(raw)) if raw else {}
-    except (binascii.Error, orjson.JSONDecodeError) as exc:
-        raise errors.InvalidEventError(f"the Pub/Sub message is not base64 JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise errors.InvalidEventError("the Pub/Sub message is not a JSON object")
-    return payload, attributes
+        return model.model_validate_json(base64.b64decode(raw))
+    except (binascii.Error, ValidationError) as exc:
+        raise errors.InvalidEventError(
+            f"the Pub/Sub message is not a {model.__name__}: {exc}"
+        ) from exc

@@ -97,15 +97,28 @@ class Settings(BaseSettings):
     input_suffixes: Annotated[tuple[str, ...], NoDecode] = (".jsonl",)
     id_field: str = "id"
 
-    # Validation caps: what a hostile or mistaken file may cost.
+    # Validation caps: what a hostile or mistaken upload may cost. An upload is split into shards
+    # of at most ``shard_max_requests`` lines and ``shard_max_bytes`` (Vertex AI's limits per
+    # job); the whole upload may be as large as one function streams in its timeout.
     max_line_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
-    max_lines: int = Field(default=200_000, gt=0)
-    max_file_bytes: int = Field(default=1024**3, gt=0)
+    max_lines: int = Field(default=2_000_000, gt=0)
+    max_file_bytes: int = Field(default=8 * 1024**3, gt=0)
+    shard_max_requests: int = Field(default=200_000, gt=0)
+    shard_max_bytes: int = Field(default=1024**3, gt=0)
     max_reported_errors: int = Field(default=100, gt=0)
     inline_errors_in_event: int = Field(default=5, ge=0)
 
-    # Event handling.
+    # Event handling and the reconciler.
     max_event_age_seconds: int = Field(default=6 * 3600, gt=0)
+    # How long a worker owns a step (validating an upload, creating a job) before the
+    # reconciler may take it over; a live worker renews it every third of that.
+    lease_seconds: int = Field(default=90, ge=10)
+    # The inbox sweep: how often poll lists the inbox for inputs with no record (every event
+    # lost), and how old an object must be before the sweep claims it. ``off`` disables it.
+    sweep_seconds: int | None = Field(default=600, gt=0)
+    sweep_grace_seconds: int = Field(default=300, ge=0)
+    # Re-drives of transiently failed lines per input (0 disables them).
+    redrive_attempts: int = Field(default=2, ge=0, le=10)
 
     # Polling and the watchdog.
     poll_concurrency: int = Field(default=64, gt=0, le=256)
@@ -128,10 +141,12 @@ class Settings(BaseSettings):
     def _lists(cls, value: Any) -> Any:
         return _split_list(value)
 
-    @field_validator("stall_warning_seconds", "stall_cancel_seconds", mode="before")
+    @field_validator(
+        "stall_warning_seconds", "stall_cancel_seconds", "sweep_seconds", mode="before"
+    )
     @classmethod
     def _switch(cls, value: Any) -> Any:
-        """The watchdog ages switch off with ``off``, ``none``, ``0`` or an empty value."""
+        """The watchdog ages and the sweep switch off with ``off``, ``none``, ``0`` or empty."""
         if isinstance(value, str) and value.strip().lower() in {"", "off", "none", "0"}:
             return None
         return value

@@ -38,6 +38,9 @@ def jsonl(rows: list[dict]) -> bytes:
     return b"".join(orjson.dumps(r) + b"\n" for r in rows)
 
 
+# Row controls of the sharded input by line number modulo 23 (230 lines: 10 of each).
+SHARDED_ROWS = {3: "flaky", 7: "bad_request", 11: "retried", 17: "unlabelled"}
+
 SCENARIOS: dict[str, tuple[list[dict], str]] = {
     "succeeded.jsonl": ([line(f"q{i}", id_=f"s{i}") for i in range(5)], "succeeded"),
     "partial.jsonl": (
@@ -55,10 +58,8 @@ SCENARIOS: dict[str, tuple[list[dict], str]] = {
         [line(f"c{i}", id_=f"c{i}", job="cancel" if i == 0 else None) for i in range(6)],
         "cancelled",
     ),
-    "expired.jsonl": (
-        [line(f"e{i}", id_=f"e{i}", job="expire" if i == 0 else None) for i in range(6)],
-        "expired",
-    ),
+    # Every line carries the label, so each re-drive of the unprocessed lines expires again.
+    "expired.jsonl": ([line(f"e{i}", id_=f"e{i}", job="expire") for i in range(6)], "expired"),
     "stalled.jsonl": ([line("slow", id_="w0", job="stall"), line("slow", id_="w1")], "cancelled"),
     "rejected.jsonl": (
         [
@@ -66,6 +67,21 @@ SCENARIOS: dict[str, tuple[list[dict], str]] = {
             {"id": "r1", "request": {"contents": [{"role": "system", "parts": []}]}},
         ],
         "rejected",
+    ),
+    # Split into 5 shards of at most 50 lines (BATCHBOX_SHARD_MAX_REQUESTS below), with rows
+    # that fail once and are re-driven, fail for good, come back twice, lose their label, and
+    # a shard whose rows are spread over several files.
+    "sharded.jsonl": (
+        [
+            line(
+                f"m{i}",
+                id_=f"m{i}",
+                row=SHARDED_ROWS.get(i % 23),
+                job="split-output" if i == 0 else None,
+            )
+            for i in range(230)
+        ],
+        "partially_succeeded",
     ),
 }
 
@@ -112,7 +128,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         vertex_queue_seconds=0.3,
         vertex_run_seconds=1.0,
         # The watchdog acts within the test's time; ordinary jobs here end long before.
-        function_env={"BATCHBOX_STALL_WARNING_SECONDS": "4", "BATCHBOX_STALL_CANCEL_SECONDS": "12"},
+        function_env={
+            "BATCHBOX_STALL_WARNING_SECONDS": "4",
+            "BATCHBOX_STALL_CANCEL_SECONDS": "12",
+            "BATCHBOX_SHARD_MAX_REQUESTS": "50",
+        },
     )
     with LocalStack(config) as running:
         yield running
@@ -180,13 +200,12 @@ def event_data(run: Run, name: str) -> dict:
 
 def test_succeeded_job_files(run: Run) -> None:
     data = event_data(run, "succeeded.jsonl")
-    assert data["counts"] == {"total": 5, "succeeded": 5, "failed": 0, "missing": 0}
+    assert data["counts"] == {"total": 5, "succeeded": 5, "failed": 0, "missing": 0, "redriven": 0}
     results = read_jsonl(run.stack, data["outputs"]["results"])
     assert sorted(r["id"] for r in results) == [f"s{i}" for i in range(5)]
     assert all(r["text"] and r["finish_reason"] == "STOP" for r in results)
     assert data["tokens"]["total"] > 0 and data["cost"]["amount"] > 0
     assert read_jsonl(run.stack, data["outputs"]["errors"]) == []
-    summary = read_jsonl(run.stack, data["outputs"]["summary"])[0] if False else None
     bucket, name = data["outputs"]["summary"][5:].split("/", 1)
     summary = orjson.loads(run.stack.storage.bucket(bucket).blob(name).download_as_bytes())
     assert summary["counts"] == data["counts"] and summary["job_id"] == data["job_id"]
@@ -227,3 +246,28 @@ def test_cancelled_and_expired_jobs_count_unprocessed_requests_as_missing(run: R
     for name in ("cancelled.jsonl", "expired.jsonl"):
         counts = event_data(run, name)["counts"]
         assert counts["total"] == 6 and counts["missing"] > 0
+
+
+def test_a_sharded_input_is_one_event_counting_every_line_once(run: Run) -> None:
+    data = event_data(run, "sharded.jsonl")
+    assert data["shards"] == 5
+    assert data["counts"] == {
+        "total": 230,
+        "succeeded": 220,
+        "failed": 10,
+        "missing": 0,
+        "redriven": 10,
+    }
+    first = [j for j in data["jobs"] if j["attempt"] == 0]
+    assert sorted(j["shard"] for j in first) == [0, 1, 2, 3, 4]
+    assert all(j["vertex_job"] for j in data["jobs"])
+    assert max(j["attempt"] for j in data["jobs"]) == 1  # the flaky lines pass when re-driven
+    results = read_jsonl(run.stack, data["outputs"]["results"])
+    ids = [r["id"] for r in results]
+    assert len(ids) == len(set(ids)) == 220  # retried and split rows counted once
+    errors = read_jsonl(run.stack, data["outputs"]["errors"])
+    assert sorted(int(e["id"][1:]) % 23 for e in errors) == [7] * 10  # bad requests only
+    bucket, name = data["outputs"]["summary"][5:].split("/", 1)
+    summary = orjson.loads(run.stack.storage.bucket(bucket).blob(name).download_as_bytes())
+    assert summary["unmatched_rows"] == 0
+    assert any("incremental_predictions/" in f for f in summary["predictions_files"])

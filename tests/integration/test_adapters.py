@@ -12,7 +12,7 @@ from batchbox import errors
 from batchbox.adapters.firestore import FirestoreJobRegistry
 from batchbox.adapters.gcs import GcsBlobStore
 from batchbox.adapters.pubsub import PubSubPublisher
-from batchbox.models import JobRecord, Stage
+from batchbox.models import InputRecord, Stage
 
 pytestmark = pytest.mark.emulators
 
@@ -61,9 +61,9 @@ def test_gcs_list_read_delete_and_not_found(bucket: str, project: str) -> None:
     assert blobs.stat(f"gs://{bucket}/q.json") is None
 
 
-def _record(job_id: str) -> JobRecord:
+def _record(job_id: str) -> InputRecord:
     now = dt.datetime.now(dt.UTC)
-    return JobRecord(
+    return InputRecord(
         key=f"b/{job_id}#1",
         job_id=job_id,
         input_uri=f"gs://b/{job_id}",
@@ -115,7 +115,7 @@ def test_firestore_updates_are_transactional(registry: FirestoreJobRegistry) -> 
     def bump() -> None:
         for _ in range(5):
             registry.update(
-                "counter", lambda r: r.model_copy(update={"submit_attempts": r.submit_attempts + 1})
+                "counter", lambda r: r.model_copy(update={"lines_total": r.lines_total + 1})
             )
 
     threads = [threading.Thread(target=bump) for _ in range(4)]
@@ -124,29 +124,40 @@ def test_firestore_updates_are_transactional(registry: FirestoreJobRegistry) -> 
     for t in threads:
         t.join()
     final = registry.get("counter")
-    assert final.submit_attempts == 20 and final.version == 20
+    assert final.lines_total == 20 and final.version == 20
 
 
 def test_firestore_update_can_decline_and_query_by_stage(registry: FirestoreJobRegistry) -> None:
     registry.create(_record("a"))
     registry.create(_record("b"))
     assert registry.update("a", lambda r: None) is None
-    registry.update("b", lambda r: r.model_copy(update={"stage": Stage.ACTIVE}))
-    assert [r.job_id for r in registry.in_stages([Stage.ACTIVE])] == ["b"]
-    assert sorted(r.job_id for r in registry.in_stages([Stage.ACTIVE, Stage.RECEIVED])) == [
+    registry.update("b", lambda r: r.model_copy(update={"stage": Stage.RUNNING}))
+    assert [r.job_id for r in registry.in_stages([Stage.RUNNING])] == ["b"]
+    assert sorted(r.job_id for r in registry.in_stages([Stage.RUNNING, Stage.RECEIVED])) == [
         "a",
         "b",
     ]
 
 
-def test_firestore_unreadable_record_is_parked(registry: FirestoreJobRegistry) -> None:
+def test_firestore_unreadable_record_is_skipped_and_left_as_it_is(
+    registry: FirestoreJobRegistry,
+) -> None:
     registry.create(_record("good"))
-    registry.client.collection(registry._collection).document("broken").set(
-        {"stage": "ACTIVE", "junk": True}
-    )
-    assert [r.job_id for r in registry.in_stages([Stage.ACTIVE, Stage.RECEIVED])] == ["good"]
-    raw = registry.client.collection(registry._collection).document("broken").get().to_dict()
-    assert raw["stage"] == "PARKED" and "parse_error" in raw
+    broken = registry.client.collection(registry._collection).document("broken")
+    broken.set({"stage": "RUNNING", "junk": True})
+    assert [r.job_id for r in registry.in_stages([Stage.RUNNING, Stage.RECEIVED])] == ["good"]
+    assert registry.get("broken") is None
+    # A read never writes: the document is kept exactly as it was, for a person to look at.
+    assert broken.get().to_dict() == {"stage": "RUNNING", "junk": True}
+
+
+def test_firestore_missing_and_markers(registry: FirestoreJobRegistry) -> None:
+    registry.create(_record("here"))
+    assert registry.missing(["here", "gone", "also-gone"]) == {"gone", "also-gone"}
+    assert registry.missing([]) == set()
+    assert registry.marker("inbox-sweep") is None
+    registry.set_marker("inbox-sweep", {"cursor": "2026-01-01T00:00:00+00:00"})
+    assert registry.marker("inbox-sweep") == {"cursor": "2026-01-01T00:00:00+00:00"}
 
 
 def test_pubsub_publishes_data_and_attributes(pubsub_host: str, project: str) -> None:
@@ -179,13 +190,13 @@ def test_firestore_update_from_a_stale_known_record_loses_nothing(
 ) -> None:
     registry.create(_record("stale"))
     [known] = [r for r in registry.in_stages([Stage.RECEIVED]) if r.job_id == "stale"]
-    registry.update("stale", lambda r: r.model_copy(update={"submit_attempts": 5}))
+    registry.update("stale", lambda r: r.model_copy(update={"lines_total": 5}))
     seen: list[int] = []
 
-    def bump(current: JobRecord) -> JobRecord:
-        seen.append(current.submit_attempts)
-        return current.model_copy(update={"submit_attempts": current.submit_attempts + 1})
+    def bump(current: InputRecord) -> InputRecord:
+        seen.append(current.lines_total)
+        return current.model_copy(update={"lines_total": current.lines_total + 1})
 
-    assert registry.update("stale", bump, known=known).submit_attempts == 6
+    assert registry.update("stale", bump, known=known).lines_total == 6
     assert seen == [0, 5]  # tried on the stale copy, lost the race, redone on the fresh one
-    assert registry.get("stale").submit_attempts == 6
+    assert registry.get("stale").lines_total == 6

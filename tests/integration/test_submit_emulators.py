@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -19,11 +19,13 @@ from batchbox.adapters.firestore import FirestoreJobRegistry
 from batchbox.adapters.gcs import GcsBlobStore
 from batchbox.adapters.pubsub import PubSubPublisher
 from batchbox.adapters.vertex import GenaiBatchJobs
+from batchbox.deps import Deps
 from batchbox.keys import LINE_LABEL, job_id_for
-from batchbox.models import JobRecord, Stage, StorageObject, utcnow
+from batchbox.models import InputRecord, JobStage, Stage, StorageObject, utcnow
+from batchbox.poll import run_tick
 from batchbox.ports import Mutation
 from batchbox.settings import Settings
-from batchbox.submission import InProgressError, SubmitDeps, handle_finalized
+from batchbox.submit import handle_finalized
 from batchbox.vertex_emulator import EmulatorConfig, EmulatorServer
 from tests.emulated import emulator_jobs, fresh_buckets, inject_fault, topic_with_pull
 from tests.unit.test_schemas import validate_event
@@ -47,31 +49,32 @@ def vertex(storage_host: str) -> Iterator[EmulatorServer]:
 
 
 class CrashingRegistry:
-    """The real registry, except that one chosen transition fails once, like a process dying."""
+    """The real registry, except that the first write that ``crash_when`` picks fails, like a
+    process dying right before it."""
 
-    def __init__(self, inner: FirestoreJobRegistry, crash_into: Stage) -> None:
+    def __init__(self, inner: FirestoreJobRegistry, crash_when: Callable[[InputRecord], bool]):
         self.inner = inner
-        self.crash_into: Stage | None = crash_into
+        self.crash_when: Callable[[InputRecord], bool] | None = crash_when
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
     def update(
-        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
-    ) -> JobRecord | None:
-        def guarded(current: JobRecord) -> JobRecord | None:
+        self, job_id: str, mutate: Mutation, *, known: InputRecord | None = None
+    ) -> InputRecord | None:
+        def guarded(current: InputRecord) -> InputRecord | None:
             changed = mutate(current)
-            if changed is not None and changed.stage is self.crash_into:
-                self.crash_into = None
-                raise errors.RetryableError(f"the worker died before recording {changed.stage}")
+            if changed is not None and self.crash_when and self.crash_when(changed):
+                self.crash_when = None
+                raise errors.RetryableError("the worker died before recording its step")
             return changed
 
-        return self.inner.update(job_id, guarded if self.crash_into else mutate, known=known)
+        return self.inner.update(job_id, guarded if self.crash_when else mutate, known=known)
 
 
 @dataclass
 class Cloud:
-    deps: SubmitDeps
+    deps: Deps
     inbox: str
     output: str
     results_sub: str
@@ -120,7 +123,7 @@ def cloud(storage_host, pubsub_host, firestore_host, project, vertex) -> Cloud:
             "max_running_jobs": 3,
         }
     )
-    deps = SubmitDeps(
+    deps = Deps(
         settings=settings,
         blobs=GcsBlobStore(project=project),
         registry=FirestoreJobRegistry(project=project, collection=f"jobs-{suffix}"),
@@ -134,23 +137,40 @@ def cloud(storage_host, pubsub_host, firestore_host, project, vertex) -> Cloud:
 def test_valid_file_is_staged_and_submitted_to_vertex(cloud: Cloud) -> None:
     obj = cloud.upload("in/ok.jsonl", jsonl(*GOOD))
     record = handle_finalized(obj, event_time=utcnow(), deps=cloud.deps)
-    assert record.stage is Stage.ACTIVE
-    staged = cloud.deps.blobs.read_bytes(record.staged_uri)
+    assert record.stage is Stage.RUNNING
+    [job] = record.jobs
+    assert job.stage is JobStage.ACTIVE
+    staged = cloud.deps.blobs.read_bytes(job.source_uri)
     assert [orjson.loads(x)["request"]["labels"][LINE_LABEL] for x in staged.splitlines()] == [
         "1",
         "2",
     ]
-    [job] = cloud.vertex_jobs(record.display_name)
-    assert job["inputConfig"]["gcsSource"]["uris"] == [record.staged_uri]
-    assert job["outputConfig"]["gcsDestination"]["outputUriPrefix"] == record.output_prefix
-    assert job["model"].endswith("/gemini-2.5-flash")
+    [vertex] = cloud.vertex_jobs(record.display_name(job))
+    assert vertex["inputConfig"]["gcsSource"]["uris"] == [job.source_uri]
+    assert vertex["outputConfig"]["gcsDestination"]["outputUriPrefix"] == job.dest_uri
+    assert vertex["model"].endswith("/gemini-2.5-flash")
+
+
+def test_a_large_upload_is_split_into_shards_each_its_own_job(cloud: Cloud) -> None:
+    deps = Deps(
+        **{
+            **cloud.deps.__dict__,
+            "settings": cloud.deps.settings.model_copy(update={"shard_max_requests": 3}),
+        }
+    )
+    rows = [GOOD[0] | {"id": f"r{i}"} for i in range(7)]
+    record = handle_finalized(cloud.upload("big.jsonl", jsonl(*rows)), event_time=None, deps=deps)
+    assert [job.lines for job in record.jobs] == [3, 3, 1]
+    for job in record.jobs:
+        [vertex] = cloud.vertex_jobs(record.display_name(job))
+        assert vertex["inputConfig"]["gcsSource"]["uris"] == [job.source_uri]
 
 
 def test_invalid_file_is_rejected_losslessly(cloud: Cloud) -> None:
     data = jsonl(GOOD[0], {"request": {"contents": [{"role": "user", "parts": [{"text": ""}]}]}})
     obj = cloud.upload("bad.jsonl", data)
     record = handle_finalized(obj, event_time=None, deps=cloud.deps)
-    assert record.stage is Stage.REJECTED and cloud.vertex_jobs(record.display_name) == []
+    assert record.stage is Stage.REJECTED and record.jobs == ()
     assert cloud.deps.blobs.read_bytes(obj.uri) == data
     report = orjson.loads(cloud.deps.blobs.read_bytes(record.report_uri))
     assert report["errors"][0]["line"] == 2
@@ -165,7 +185,8 @@ def test_partial_option_from_metadata_submits_the_valid_lines(cloud: Cloud) -> N
     record = handle_finalized(
         cloud.upload("p.jsonl", data, {"partial": "true"}), event_time=None, deps=cloud.deps
     )
-    assert record.stage is Stage.ACTIVE and (record.lines_submitted, record.lines_skipped) == (2, 1)
+    assert record.stage is Stage.RUNNING
+    assert (record.lines_submitted, record.lines_skipped) == (2, 1)
 
 
 def test_quota_refusal_keeps_the_job_queued(cloud: Cloud) -> None:
@@ -173,17 +194,20 @@ def test_quota_refusal_keeps_the_job_queued(cloud: Cloud) -> None:
     record = handle_finalized(
         cloud.upload("q.jsonl", jsonl(*GOOD)), event_time=None, deps=cloud.deps
     )
-    assert record.stage is Stage.QUEUED and cloud.vertex_jobs(record.display_name) == []
+    [job] = record.jobs
+    assert job.stage is JobStage.QUEUED and cloud.vertex_jobs(record.display_name(job)) == []
 
 
 def test_running_job_cap_queues_the_rest(cloud: Cloud) -> None:
     stages = [
         handle_finalized(
             cloud.upload(f"cap{i}.jsonl", jsonl(*GOOD)), event_time=None, deps=cloud.deps
-        ).stage
+        )
+        .jobs[0]
+        .stage
         for i in range(4)
     ]
-    assert stages == [Stage.ACTIVE, Stage.ACTIVE, Stage.ACTIVE, Stage.QUEUED]
+    assert stages == [JobStage.ACTIVE, JobStage.ACTIVE, JobStage.ACTIVE, JobStage.QUEUED]
 
 
 def test_ignored_objects_leave_no_record(cloud: Cloud) -> None:
@@ -213,42 +237,83 @@ def test_object_names_cannot_escape_the_job_prefix(cloud: Cloud, name: str) -> N
     assert record.output_prefix.startswith(f"gs://{cloud.output}/jobs/")
 
 
+def _activated(record: InputRecord) -> bool:
+    return any(job.stage is JobStage.ACTIVE for job in record.jobs)
+
+
 def test_crash_after_create_before_recording_it_makes_no_second_job(cloud: Cloud) -> None:
     obj = cloud.upload("crash-after.jsonl", jsonl(*GOOD))
     real = cloud.deps.registry
-    crashing = SubmitDeps(
-        **{**cloud.deps.__dict__, "registry": CrashingRegistry(real, Stage.ACTIVE)}
-    )
+    crashing = Deps(**{**cloud.deps.__dict__, "registry": CrashingRegistry(real, _activated)})
     with pytest.raises(errors.RetryableError):
         handle_finalized(obj, event_time=None, deps=crashing)
     job_id = job_id_for(cloud.inbox, obj.name, obj.generation)
-    assert real.get(job_id).stage is Stage.SUBMITTING
-    assert len(cloud.vertex_jobs(f"batchbox-{job_id}")) == 1  # created, but not recorded
-    # The submit lease of the dead worker has to run out before a redelivery may take over.
-    with pytest.raises(InProgressError):
-        handle_finalized(obj, event_time=None, deps=cloud.deps)
-    real.update(job_id, lambda r: r.model_copy(update={"lease_until": None}))
-    record = handle_finalized(obj, event_time=None, deps=cloud.deps)
-    assert record.stage is Stage.ACTIVE
-    assert len(cloud.vertex_jobs(record.display_name)) == 1
+    left = real.get(job_id)
+    assert left.jobs[0].stage is JobStage.SUBMITTING
+    name = left.display_name(left.jobs[0])
+    assert len(cloud.vertex_jobs(name)) == 1  # created, but not recorded
+    # The dead worker's lease has to run out before the reconciler takes over.
+    run_tick(cloud.deps)
+    assert real.get(job_id).jobs[0].stage is JobStage.SUBMITTING
+    real.update(job_id, lambda r: r.with_job(0, lease_until=None))
+    run_tick(cloud.deps)
+    assert real.get(job_id).jobs[0].stage is JobStage.ACTIVE
+    assert len(cloud.vertex_jobs(name)) == 1
 
 
-def test_crash_after_claim_before_validation_is_resumed(cloud: Cloud) -> None:
+def test_crash_after_staging_before_recording_it_is_resumed_by_the_reconciler(
+    cloud: Cloud,
+) -> None:
     obj = cloud.upload("crash-claim.jsonl", jsonl(*GOOD))
     real = cloud.deps.registry
-    crashing = SubmitDeps(
-        **{**cloud.deps.__dict__, "registry": CrashingRegistry(real, Stage.QUEUED)}
+    crashing = Deps(
+        **{
+            **cloud.deps.__dict__,
+            "registry": CrashingRegistry(real, lambda r: r.stage is Stage.RUNNING),
+        }
     )
     with pytest.raises(errors.RetryableError):
         handle_finalized(obj, event_time=None, deps=crashing)
     job_id = job_id_for(cloud.inbox, obj.name, obj.generation)
     assert real.get(job_id).stage is Stage.RECEIVED
-    with pytest.raises(InProgressError):
-        handle_finalized(obj, event_time=None, deps=cloud.deps)
-    real.update(job_id, lambda r: r.model_copy(update={"lease_until": None}))
-    record = handle_finalized(obj, event_time=None, deps=cloud.deps)
-    assert record.stage is Stage.ACTIVE and len(cloud.vertex_jobs(record.display_name)) == 1
+    assert real.get(job_id).lease_until is None  # released: a retry may start at once
+    report = run_tick(cloud.deps)  # no redelivery needed
+    assert report.resumed == [job_id]
+    record = real.get(job_id)
+    assert (
+        record.stage is Stage.RUNNING
+        and len(cloud.vertex_jobs(record.display_name(record.jobs[0]))) == 1
+    )
     assert cloud.deps.blobs.read_bytes(obj.uri) == jsonl(*GOOD)
+
+
+@pytest.mark.parametrize("labels", ['{"": "x"}', '{"__name__": "x"}', '{"a.b": "x"}'])
+def test_label_keys_that_would_break_a_registry_write_are_a_rejection(
+    cloud: Cloud, labels: str
+) -> None:
+    obj = cloud.upload("labels.jsonl", jsonl(*GOOD), {"labels": labels})
+    record = handle_finalized(obj, event_time=None, deps=cloud.deps)
+    assert record.stage is Stage.REJECTED and "label key" in record.error["message"]
+    [message] = cloud.results()
+    assert dict(message.message.attributes)["ce-type"] == "dev.batchbox.job.v1.rejected"
+
+
+def test_the_inbox_sweep_finds_an_upload_whose_event_never_came(cloud: Cloud) -> None:
+    deps = Deps(
+        **{
+            **cloud.deps.__dict__,
+            "settings": cloud.deps.settings.model_copy(
+                update={"sweep_seconds": 600, "sweep_grace_seconds": 0}
+            ),
+        }
+    )
+    obj = cloud.upload("lost.jsonl", jsonl(*GOOD), {"partial": "true"})
+    report = run_tick(deps)
+    job_id = job_id_for(cloud.inbox, obj.name, obj.generation)
+    assert report.swept == [job_id] and report.resumed == [job_id]
+    record = deps.registry.get(job_id)
+    assert record.stage is Stage.RUNNING and record.options.partial  # metadata kept
+    assert run_tick(deps).swept == []  # not due again yet
 
 
 def test_a_late_event_reads_its_own_upload_not_a_newer_one(cloud: Cloud) -> None:

@@ -1,16 +1,18 @@
-"""poll's core: every state, exactly one job-finished message, the queue and the watchdog."""
+"""poll's core: every state, fan-in to exactly one input-finished message, the queue, the
+watchdog."""
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 
 import orjson
 import pytest
 
 from batchbox import errors
-from batchbox.models import Counts, Stage, VertexState
-from batchbox.polling import run_tick
-from batchbox.submission import handle_finalized
+from batchbox.models import Counts, JobStage, Stage, VertexState
+from batchbox.poll import run_tick
+from batchbox.submit import handle_finalized
 from tests.fakes import Clock, FakeBatchJobs, make_deps, make_settings
 from tests.unit.test_submission import GOOD, jsonl, upload
 
@@ -26,21 +28,28 @@ ACTIVE_STATES = [
 
 def submitted(deps, name: str = "x.jsonl"):
     record = handle_finalized(upload(deps, name, jsonl(*GOOD)), event_time=None, deps=deps)
-    assert record is not None and record.stage is Stage.ACTIVE
+    assert record is not None and record.jobs[0].stage is JobStage.ACTIVE
     return record
+
+
+def vjob(record) -> str:
+    return record.jobs[0].vertex_job
+
+
+def job(deps, record):
+    return deps.registry.get(record.job_id).jobs[0]
 
 
 @pytest.mark.parametrize("state", ACTIVE_STATES)
 def test_non_final_states_stay_active_with_progress(state: VertexState) -> None:
     deps = make_deps(make_settings(progress_write_seconds=0))
     record = submitted(deps)
-    deps.batch.set_state(
-        record.vertex_job, state, counts=Counts(successful=1, failed=0, incomplete=1)
-    )
+    deps.batch.set_state(vjob(record), state, counts=Counts(successful=1, failed=0, incomplete=1))
     run_tick(deps)
-    after = deps.registry.get(record.job_id)
-    assert after.stage is Stage.ACTIVE and after.vertex_state is state
+    after = job(deps, record)
+    assert after.stage is JobStage.ACTIVE and after.vertex_state is state
     assert after.counts == Counts(successful=1, failed=0, incomplete=1)
+    assert deps.registry.get(record.job_id).stage is Stage.RUNNING
     assert deps.publisher.on("batchbox-job-finished") == []
 
 
@@ -58,21 +67,23 @@ def test_final_states_are_announced_exactly_once(state: VertexState) -> None:
     deps = make_deps()
     record = submitted(deps)
     deps.batch.set_state(
-        record.vertex_job, state, output_directory="gs://output/jobs/x/prediction-model-1"
+        vjob(record), state, output_directory="gs://output/jobs/x/prediction-model-1"
     )
     for _ in range(3):
         run_tick(deps)
     after = deps.registry.get(record.job_id)
     assert after.stage is Stage.FINISHED and after.notified_at is not None
+    assert after.jobs[0].stage is JobStage.DONE and after.jobs[0].vertex_state is state
     [(data, attrs)] = deps.publisher.on("batchbox-job-finished")
-    assert orjson.loads(data)["job_id"] == record.job_id and attrs["state"] == state.value
+    assert orjson.loads(data) == {"job_id": record.job_id, "attempt": 0}
+    assert attrs == {"job_id": record.job_id}
 
 
 def test_overlapping_ticks_announce_once() -> None:
     deps = make_deps(make_settings(max_running_jobs=100))
     records = [submitted(deps, f"f{i}.jsonl") for i in range(20)]
     for record in records:
-        deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED)
+        deps.batch.set_state(vjob(record), VertexState.SUCCEEDED)
     barrier = threading.Barrier(4)
 
     def tick() -> None:
@@ -92,7 +103,7 @@ def test_tick_dying_between_transition_and_publish_is_recovered_after_the_lease(
     clock = Clock()
     deps = make_deps(make_settings(notify_lease_seconds=60), clock=clock)
     record = submitted(deps)
-    deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED)
+    deps.batch.set_state(vjob(record), VertexState.SUCCEEDED)
     deps.publisher.fail_next = 1
     with pytest.raises(errors.RetryableError):
         run_tick(deps)
@@ -105,23 +116,25 @@ def test_tick_dying_between_transition_and_publish_is_recovered_after_the_lease(
     assert len(deps.publisher.on("batchbox-job-finished")) == 1
 
 
-def test_job_missing_on_vertex_is_parked_not_retried_forever() -> None:
+def test_job_missing_on_vertex_ends_that_job_with_the_reason_not_retried_forever() -> None:
     deps = make_deps()
     record = submitted(deps)
-    del deps.batch.jobs[record.vertex_job]
+    del deps.batch.jobs[vjob(record)]
     report = run_tick(deps)
-    assert report.parked == [record.job_id]
-    assert deps.registry.get(record.job_id).stage is Stage.PARKED
+    assert report.gone == [record.job_id] and report.finished == []
+    after = deps.registry.get(record.job_id)
+    assert after.stage is Stage.FINISHED and after.jobs[0].error["code"] == "gone"
+    assert len(deps.publisher.on("batchbox-job-finished")) == 1
     assert run_tick(deps).checked == 0
 
 
 def test_transient_read_errors_leave_the_job_for_the_next_tick() -> None:
     deps = make_deps()
     record = submitted(deps)
-    deps.batch.get_errors[record.vertex_job] = errors.RetryableError("503")
+    deps.batch.get_errors[vjob(record)] = errors.RetryableError("503")
     assert run_tick(deps).errors == 1
-    del deps.batch.get_errors[record.vertex_job]
-    deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED)
+    del deps.batch.get_errors[vjob(record)]
+    deps.batch.set_state(vjob(record), VertexState.SUCCEEDED)
     assert run_tick(deps).finished == [record.job_id]
 
 
@@ -129,13 +142,13 @@ def test_queued_jobs_are_submitted_when_capacity_frees_up() -> None:
     deps = make_deps(make_settings(max_running_jobs=1))
     first = submitted(deps, "a.jsonl")
     second = handle_finalized(upload(deps, "b.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
-    assert second.stage is Stage.QUEUED
+    assert second.jobs[0].stage is JobStage.QUEUED
     run_tick(deps)
-    assert deps.registry.get(second.job_id).stage is Stage.QUEUED
-    deps.batch.set_state(first.vertex_job, VertexState.SUCCEEDED)
+    assert job(deps, second).stage is JobStage.QUEUED
+    deps.batch.set_state(vjob(first), VertexState.SUCCEEDED)
     report = run_tick(deps)
-    assert report.submitted == [second.job_id]
-    assert deps.registry.get(second.job_id).stage is Stage.ACTIVE
+    assert report.submitted == [f"{second.job_id}/s0000a0"]
+    assert job(deps, second).stage is JobStage.ACTIVE
 
 
 def test_quota_held_jobs_are_retried_by_the_poller() -> None:
@@ -144,11 +157,11 @@ def test_quota_held_jobs_are_retried_by_the_poller() -> None:
     )
     deps = make_deps(batch=batch)
     record = handle_finalized(upload(deps, "x.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
-    assert record.stage is Stage.QUEUED
+    assert record.jobs[0].stage is JobStage.QUEUED
     run_tick(deps)
-    assert deps.registry.get(record.job_id).stage is Stage.QUEUED
+    assert job(deps, record).stage is JobStage.QUEUED
     run_tick(deps)
-    assert deps.registry.get(record.job_id).stage is Stage.ACTIVE and len(batch.created) == 1
+    assert job(deps, record).stage is JobStage.ACTIVE and len(batch.created) == 1
 
 
 def test_stalled_job_is_warned_once_then_cancelled() -> None:
@@ -157,7 +170,7 @@ def test_stalled_job_is_warned_once_then_cancelled() -> None:
         make_settings(stall_warning_seconds=100, stall_cancel_seconds=200), clock=clock
     )
     record = submitted(deps)
-    deps.batch.set_state(record.vertex_job, VertexState.RUNNING)
+    deps.batch.set_state(vjob(record), VertexState.RUNNING)
     run_tick(deps)
     clock.advance(101)
     run_tick(deps)
@@ -170,7 +183,7 @@ def test_stalled_job_is_warned_once_then_cancelled() -> None:
     clock.advance(100)
     run_tick(deps)
     run_tick(deps)
-    assert deps.batch.cancelled == [record.vertex_job]
+    assert deps.batch.cancelled == [vjob(record)]
 
 
 def test_watchdog_can_be_switched_off() -> None:
@@ -179,7 +192,7 @@ def test_watchdog_can_be_switched_off() -> None:
         make_settings(stall_warning_seconds=None, stall_cancel_seconds=None), clock=clock
     )
     record = submitted(deps)
-    deps.batch.set_state(record.vertex_job, VertexState.RUNNING)
+    deps.batch.set_state(vjob(record), VertexState.RUNNING)
     clock.advance(10**7)
     run_tick(deps)
     assert deps.publisher.on("batchbox-results") == [] and deps.batch.cancelled == []
@@ -189,7 +202,7 @@ def test_finished_job_left_unprocessed_is_announced_again_later() -> None:
     clock = Clock()
     deps = make_deps(make_settings(reannounce_seconds=600), clock=clock)
     record = submitted(deps)
-    deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED)
+    deps.batch.set_state(vjob(record), VertexState.SUCCEEDED)
     run_tick(deps)
     clock.advance(300)
     run_tick(deps)
@@ -204,17 +217,17 @@ def test_progress_counts_are_written_at_most_every_interval_but_states_at_once()
     clock = Clock()
     deps = make_deps(make_settings(progress_write_seconds=30), clock=clock)
     record = submitted(deps)
-    deps.batch.set_state(record.vertex_job, VertexState.RUNNING, counts=Counts(successful=1))
+    deps.batch.set_state(vjob(record), VertexState.RUNNING, counts=Counts(successful=1))
     run_tick(deps)  # a state change: written at once
-    assert deps.registry.get(record.job_id).counts == Counts(successful=1)
-    deps.batch.set_state(record.vertex_job, VertexState.RUNNING, counts=Counts(successful=2))
+    assert job(deps, record).counts == Counts(successful=1)
+    deps.batch.set_state(vjob(record), VertexState.RUNNING, counts=Counts(successful=2))
     clock.advance(10)
     run_tick(deps)  # counts only, 10 s after the last write: spared
-    assert deps.registry.get(record.job_id).counts == Counts(successful=1)
+    assert job(deps, record).counts == Counts(successful=1)
     clock.advance(25)
     run_tick(deps)
-    assert deps.registry.get(record.job_id).counts == Counts(successful=2)
-    deps.batch.set_state(record.vertex_job, VertexState.SUCCEEDED, counts=Counts(successful=3))
+    assert job(deps, record).counts == Counts(successful=2)
+    deps.batch.set_state(vjob(record), VertexState.SUCCEEDED, counts=Counts(successful=3))
     run_tick(deps)  # final: written and announced at once
     assert deps.registry.get(record.job_id).stage is Stage.FINISHED
 
@@ -224,11 +237,61 @@ def test_one_jobs_failure_does_not_stop_the_rest_of_the_tick() -> None:
     finishing = submitted(deps, "a.jsonl")
     running = submitted(deps, "b.jsonl")
     queued = handle_finalized(upload(deps, "c.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
-    deps.batch.set_state(finishing.vertex_job, VertexState.SUCCEEDED)
-    deps.batch.set_state(running.vertex_job, VertexState.SUCCEEDED)
+    deps.batch.set_state(vjob(finishing), VertexState.SUCCEEDED)
+    deps.batch.set_state(vjob(running), VertexState.SUCCEEDED)
     deps.publisher.fail_next = 1  # the first job-finished announcement fails
     with pytest.raises(errors.RetryableError):
         run_tick(deps)
     # The other job was still announced and the queued one submitted in the same tick.
     assert len(deps.publisher.on("batchbox-job-finished")) == 1
-    assert deps.registry.get(queued.job_id).stage is Stage.ACTIVE
+    assert job(deps, queued).stage is JobStage.ACTIVE
+
+
+def test_an_input_finishes_only_when_its_last_job_is_final() -> None:
+    deps = make_deps(make_settings(shard_max_requests=1))
+    record = submitted(deps)
+    assert len(record.jobs) == 2
+    first, second = (j.vertex_job for j in record.jobs)
+    deps.batch.set_state(first, VertexState.SUCCEEDED)
+    deps.batch.set_state(second, VertexState.RUNNING)
+    run_tick(deps)
+    after = deps.registry.get(record.job_id)
+    assert after.stage is Stage.RUNNING
+    assert [j.stage for j in after.jobs] == [JobStage.DONE, JobStage.ACTIVE]
+    assert deps.publisher.on("batchbox-job-finished") == []
+    deps.batch.set_state(second, VertexState.FAILED, error={"code": 13, "message": "x"})
+    assert run_tick(deps).finished == [record.job_id]
+    assert deps.registry.get(record.job_id).stage is Stage.FINISHED
+    assert len(deps.publisher.on("batchbox-job-finished")) == 1
+
+
+def test_a_submitter_that_failed_after_create_is_finished_by_the_next_tick_by_name() -> None:
+    batch = FakeBatchJobs(crash_after_create=True)
+    deps = make_deps(batch=batch)
+    with pytest.raises(errors.RetryableError):
+        handle_finalized(upload(deps, "x.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
+    [created] = batch.created
+    run_tick(deps)  # found by its display name, never created twice
+    record = deps.registry.get(next(iter(deps.registry.records)))
+    assert record.jobs[0].stage is JobStage.ACTIVE and record.jobs[0].vertex_job == created
+    assert batch.created == [created]
+
+
+def test_a_submitter_killed_mid_create_is_resumed_once_its_lease_runs_out() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(lease_seconds=60, max_running_jobs=1), clock=clock)
+    record = submitted(deps, "a.jsonl")
+    queued = handle_finalized(upload(deps, "b.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
+    # A worker took the queued job's lease, then was killed before or after its create.
+    deps.registry.update(
+        queued.job_id,
+        lambda c: c.with_job(
+            0, stage=JobStage.SUBMITTING, lease_until=clock() + dt.timedelta(seconds=60)
+        ),
+    )
+    deps.batch.set_state(vjob(record), VertexState.SUCCEEDED)
+    run_tick(deps)
+    assert job(deps, queued).stage is JobStage.SUBMITTING  # its lease still runs
+    clock.advance(61)
+    run_tick(deps)
+    assert job(deps, queued).stage is JobStage.ACTIVE and len(deps.batch.created) == 2

@@ -1,4 +1,5 @@
-"""submit's core against in-memory ports: claims, validation, staging, exactly-once creation."""
+"""submit's core against in-memory ports: claims, leases, validation, sharded staging, labels,
+exactly-once creation."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import pytest
 
 from batchbox import errors
 from batchbox.keys import LINE_LABEL, job_id_for
-from batchbox.models import JobRecord, Stage, StorageObject
-from batchbox.submission import InProgressError, handle_finalized, resolve_options
+from batchbox.models import JobStage, Stage, StorageObject
+from batchbox.options import resolve_options
+from batchbox.poll import run_tick
+from batchbox.submit import claim, handle_finalized
 from tests.fakes import (
     Clock,
     FakeBatchJobs,
@@ -36,10 +39,16 @@ def jsonl(*rows: object) -> bytes:
 
 
 def upload(deps, name: str, data: bytes, *, generation: str = "1", metadata=None) -> StorageObject:
-    deps.blobs.objects[f"gs://inbox/{name}"] = data
+    deps.blobs.put(
+        f"gs://inbox/{name}", data, generation=generation, metadata=metadata, created=deps.clock()
+    )
     return StorageObject(
         bucket="inbox", name=name, generation=generation, size=len(data), metadata=metadata or {}
     )
+
+
+def staged(deps, uri: str) -> list[dict]:
+    return [orjson.loads(x) for x in deps.blobs.objects[uri].splitlines()]
 
 
 def test_valid_file_is_staged_with_line_labels_and_submitted_once() -> None:
@@ -48,17 +57,20 @@ def test_valid_file_is_staged_with_line_labels_and_submitted_once() -> None:
 
     record = handle_finalized(obj, event_time=deps.clock(), deps=deps)
 
-    assert record is not None and record.stage is Stage.ACTIVE
-    assert deps.batch.created == [record.vertex_job]
+    assert record is not None and record.stage is Stage.RUNNING
+    [job] = record.jobs
+    assert job.stage is JobStage.ACTIVE and deps.batch.created == [job.vertex_job]
     assert record.output_prefix == f"gs://output/jobs/{record.job_id}/"
-    staged = [orjson.loads(x) for x in deps.blobs.objects[record.staged_uri].splitlines()]
-    assert [s["id"] for s in staged] == ["a", "b"]
-    assert [s["request"]["labels"][LINE_LABEL] for s in staged] == ["1", "2"]
-    assert staged[1]["request"]["generationConfig"] == {"temperature": 0.2}
+    assert job.source_uri == f"{record.output_prefix}staged/s0000a0.jsonl"
+    assert job.dest_uri == f"{record.output_prefix}vertex/s0000a0/"
+    lines = staged(deps, job.source_uri)
+    assert [s["id"] for s in lines] == ["a", "b"]
+    assert [s["request"]["labels"][LINE_LABEL] for s in lines] == ["1", "2"]
+    assert lines[1]["request"]["generationConfig"] == {"temperature": 0.2}
     assert deps.blobs.objects["gs://inbox/batch/one.jsonl"] == jsonl(*GOOD)  # original untouched
-    job = deps.batch.jobs[record.vertex_job]
-    assert job.display_name == f"batchbox-{record.job_id}"
-    assert record.lines_total == 2 and record.lines_submitted == 2
+    vertex = deps.batch.jobs[job.vertex_job]
+    assert vertex.display_name == f"batchbox-{record.job_id}-s0000a0"
+    assert record.lines_total == 2 and record.lines_submitted == 2 and job.lines == 2
 
 
 def test_redelivered_event_creates_no_second_job() -> None:
@@ -66,7 +78,7 @@ def test_redelivered_event_creates_no_second_job() -> None:
     obj = upload(deps, "x.jsonl", jsonl(*GOOD))
     first = handle_finalized(obj, event_time=None, deps=deps)
     again = handle_finalized(obj, event_time=None, deps=deps)
-    assert again is not None and first is not None and again.vertex_job == first.vertex_job
+    assert again is not None and first is not None and again.jobs == first.jobs
     assert len(deps.batch.created) == 1
 
 
@@ -78,17 +90,14 @@ def test_ten_concurrent_deliveries_make_one_job() -> None:
 
     def deliver() -> None:
         barrier.wait()
-        try:
-            outcomes.append(handle_finalized(obj, event_time=None, deps=deps))
-        except InProgressError as exc:
-            outcomes.append(exc)
+        outcomes.append(handle_finalized(obj, event_time=None, deps=deps))
 
     threads = [threading.Thread(target=deliver) for _ in range(10)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    # Redeliveries of the ones told to come back later change nothing.
+    # Every delivery is acknowledged; later ones change nothing.
     for _ in range(3):
         handle_finalized(obj, event_time=None, deps=deps)
     assert len(deps.batch.created) == 1
@@ -113,49 +122,130 @@ def test_crash_after_create_is_recovered_by_lookup_not_a_second_create() -> None
     with pytest.raises(errors.RetryableError):
         handle_finalized(obj, event_time=None, deps=deps)
     record = deps.registry.get(job_id_for("inbox", "x.jsonl", "1"))
-    assert record is not None and record.stage is Stage.SUBMITTING
-    recovered = handle_finalized(obj, event_time=None, deps=deps)
-    assert recovered is not None and recovered.stage is Stage.ACTIVE
-    assert len(batch.created) == 1 and recovered.vertex_job == batch.created[0]
+    assert record is not None and record.stage is Stage.RUNNING
+    assert record.jobs[0].stage is JobStage.SUBMITTING and record.jobs[0].lease_until is None
+    # The redelivered event finds the work done; the reconciler finishes the submission.
+    handle_finalized(obj, event_time=None, deps=deps)
+    run_tick(deps)
+    recovered = deps.registry.get(record.job_id)
+    assert recovered is not None and recovered.jobs[0].stage is JobStage.ACTIVE
+    assert len(batch.created) == 1 and recovered.jobs[0].vertex_job == batch.created[0]
 
 
-def test_crash_before_create_then_redelivery_creates_once() -> None:
+def test_crash_before_create_is_submitted_by_the_next_tick_once() -> None:
     batch = FakeBatchJobs(create_errors=[errors.RetryableError("503 from the batch API")])
     deps = make_deps(batch=batch)
     obj = upload(deps, "x.jsonl", jsonl(*GOOD))
     with pytest.raises(errors.RetryableError):
         handle_finalized(obj, event_time=None, deps=deps)
     assert batch.created == []
-    record = handle_finalized(obj, event_time=None, deps=deps)
-    assert record is not None and record.stage is Stage.ACTIVE and len(batch.created) == 1
+    run_tick(deps)
+    run_tick(deps)
+    record = deps.registry.get(job_id_for("inbox", "x.jsonl", "1"))
+    assert record is not None and record.jobs[0].stage is JobStage.ACTIVE
+    assert len(batch.created) == 1
 
 
-def test_worker_dying_mid_validation_is_resumed_after_its_lease() -> None:
+def _died_while_validating(deps, obj: StorageObject):
+    """A worker claimed ``obj`` and died: the record stays RECEIVED, leased to it."""
+    record = claim(obj.bucket, obj.name, obj.generation, obj.metadata, deps)
+    assert record.stage is Stage.RECEIVED and record.lease_owner is not None
+    return record
+
+
+def test_worker_dying_mid_validation_is_resumed_by_the_reconciler_after_its_lease() -> None:
     clock = Clock()
     deps = make_deps(clock=clock)
     obj = upload(deps, "x.jsonl", jsonl(*GOOD))
-    job_id = job_id_for("inbox", "x.jsonl", "1")
-    # A worker claimed the input and died: the record stays RECEIVED with its lease.
-    deps.registry.create(
-        JobRecord(
-            key="inbox/x.jsonl#1",
-            job_id=job_id,
-            input_uri=obj.uri,
-            bucket="inbox",
-            name="x.jsonl",
-            generation="1",
-            stage=Stage.RECEIVED,
-            output_prefix=f"gs://output/jobs/{job_id}/",
-            created_at=clock(),
-            updated_at=clock(),
-            lease_until=clock() + dt.timedelta(minutes=10),
-        )
-    )
-    with pytest.raises(InProgressError):
-        handle_finalized(obj, event_time=None, deps=deps)
-    clock.advance(11 * 60)
+    _died_while_validating(deps, obj)
+    # A redelivery while the lease runs is acknowledged, not retried: nothing to redeliver.
     record = handle_finalized(obj, event_time=None, deps=deps)
-    assert record is not None and record.stage is Stage.ACTIVE and len(deps.batch.created) == 1
+    assert record is not None and record.stage is Stage.RECEIVED and deps.batch.created == []
+    run_tick(deps)  # the lease still runs: the tick leaves it alone
+    assert deps.batch.created == []
+    clock.advance(deps.settings.lease_seconds + 1)
+    report = run_tick(deps)  # no event at all: the reconciler resumes it
+    assert report.resumed == [record.job_id]
+    record = deps.registry.get(record.job_id)
+    assert record is not None and record.stage is Stage.RUNNING
+    assert record.jobs[0].stage is JobStage.ACTIVE and len(deps.batch.created) == 1
+
+
+def test_a_live_worker_renews_its_lease_while_it_streams() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(lease_seconds=30), clock=clock)
+    rows = [GOOD[0] | {"id": f"r{i}"} for i in range(3000)]
+    obj = upload(deps, "big.jsonl", jsonl(*rows))
+    seen: list[object] = []
+    original = deps.blobs._reader
+
+    def slow_reader(data: bytes):
+        reader = original(data)
+        read = reader.read
+
+        def read_slowly(size: int = -1) -> bytes:
+            clock.advance(20)  # every chunk takes 20 s of the 30 s lease
+            seen.append(deps.registry.get(job_id_for("inbox", "big.jsonl", "1")).lease_until)
+            return read(min(size, 64 * 1024) if size and size > 0 else 64 * 1024)
+
+        reader.read = read_slowly
+        return reader
+
+    deps.blobs._reader = slow_reader
+    record = handle_finalized(obj, event_time=None, deps=deps)
+    assert record is not None and record.stage is Stage.RUNNING
+    assert clock.now - deps.registry.get(record.job_id).created_at > dt.timedelta(seconds=60)
+    assert len(set(seen)) > 2  # renewed several times along the way
+
+
+def test_a_retryable_failure_releases_the_lease_so_the_redelivery_starts_at_once() -> None:
+    deps = make_deps()
+    obj = upload(deps, "x.jsonl", jsonl(*GOOD))
+    original = deps.blobs.open_read
+    calls = []
+
+    def failing_once(uri: str, *, generation=None):
+        calls.append(uri)
+        if len(calls) == 1:
+            raise errors.RetryableError("503 reading the upload")
+        return original(uri, generation=generation)
+
+    deps.blobs.open_read = failing_once
+    with pytest.raises(errors.RetryableError):
+        handle_finalized(obj, event_time=None, deps=deps)
+    left = deps.registry.get(job_id_for("inbox", "x.jsonl", "1"))
+    assert left.stage is Stage.RECEIVED and left.lease_until is None and left.lease_owner is None
+    record = handle_finalized(obj, event_time=None, deps=deps)  # no lease to wait for
+    assert record.stage is Stage.RUNNING and len(deps.batch.created) == 1
+
+
+def test_an_upload_over_the_shard_limits_becomes_several_jobs() -> None:
+    deps = make_deps(make_settings(shard_max_requests=50, max_running_jobs=3))
+    rows = [GOOD[0] | {"id": f"r{i}"} for i in range(230)]
+    record = handle_finalized(upload(deps, "big.jsonl", jsonl(*rows)), event_time=None, deps=deps)
+    assert record is not None and record.stage is Stage.RUNNING
+    assert [job.lines for job in record.jobs] == [50, 50, 50, 50, 30]
+    assert [job.shard for job in record.jobs] == [0, 1, 2, 3, 4]
+    assert len({job.source_uri for job in record.jobs}) == 5
+    assert len({job.dest_uri for job in record.jobs}) == 5
+    # Three under the cap now, the rest by later ticks as jobs end.
+    assert [job.stage for job in record.jobs].count(JobStage.ACTIVE) == 3
+    numbers = [
+        int(s["request"]["labels"][LINE_LABEL])
+        for j in record.jobs
+        for s in staged(deps, j.source_uri)
+    ]
+    assert numbers == list(range(1, 231))
+
+
+def test_shards_are_also_cut_by_size() -> None:
+    deps = make_deps(make_settings(shard_max_bytes=400))
+    rows = [GOOD[0] | {"id": f"r{i}"} for i in range(9)]
+    record = handle_finalized(upload(deps, "b.jsonl", jsonl(*rows)), event_time=None, deps=deps)
+    assert len(record.jobs) > 1
+    for job in record.jobs:
+        assert len(deps.blobs.objects[job.source_uri]) <= 400
+    assert sum(job.lines for job in record.jobs) == 9
 
 
 def test_invalid_file_is_rejected_with_report_and_one_event() -> None:
@@ -175,9 +265,7 @@ def test_invalid_file_is_rejected_with_report_and_one_event() -> None:
     report = orjson.loads(deps.blobs.objects[record.report_uri])
     assert report["error_count"] >= 2
     assert "report.txt" in " ".join(deps.blobs.objects)
-    assert record.staged_uri is None and not any(
-        u.endswith("input.jsonl") for u in deps.blobs.objects
-    )
+    assert record.jobs == () and not any("/staged/" in u for u in deps.blobs.objects)
     assert deps.blobs.objects[obj.uri] == jsonl(*bad)
     [(data, attrs)] = deps.publisher.on("batchbox-results")
     assert attrs["ce-type"] == "dev.batchbox.job.v1.rejected"
@@ -194,10 +282,10 @@ def test_partial_mode_submits_the_valid_lines() -> None:
     bad = [GOOD[0], {"request": {"contents": "not a list"}}, GOOD[1]]
     obj = upload(deps, "p.jsonl", jsonl(*bad), metadata={"partial": "true"})
     record = handle_finalized(obj, event_time=None, deps=deps)
-    assert record is not None and record.stage is Stage.ACTIVE
+    assert record is not None and record.stage is Stage.RUNNING
     assert (record.lines_total, record.lines_submitted, record.lines_skipped) == (3, 2, 1)
-    staged = [orjson.loads(x) for x in deps.blobs.objects[record.staged_uri].splitlines()]
-    assert [s["request"]["labels"][LINE_LABEL] for s in staged] == ["1", "3"]
+    lines = staged(deps, record.jobs[0].source_uri)
+    assert [s["request"]["labels"][LINE_LABEL] for s in lines] == ["1", "3"]
     assert record.report_uri is not None
 
 
@@ -233,14 +321,16 @@ def test_quota_refusal_keeps_the_job_queued() -> None:
     batch = FakeBatchJobs(create_errors=[errors.QuotaExceededError("429 RESOURCE_EXHAUSTED")])
     deps = make_deps(batch=batch)
     record = handle_finalized(upload(deps, "x.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
-    assert record is not None and record.stage is Stage.QUEUED and batch.created == []
+    assert record is not None and record.jobs[0].stage is JobStage.QUEUED and batch.created == []
+    run_tick(deps)  # the next tick tries again
+    assert deps.registry.get(record.job_id).jobs[0].stage is JobStage.ACTIVE
 
 
 def test_running_job_cap_keeps_new_jobs_queued() -> None:
     deps = make_deps(make_settings(max_running_jobs=1))
     first = handle_finalized(upload(deps, "a.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
     second = handle_finalized(upload(deps, "b.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
-    assert first.stage is Stage.ACTIVE and second.stage is Stage.QUEUED
+    assert first.jobs[0].stage is JobStage.ACTIVE and second.jobs[0].stage is JobStage.QUEUED
     assert len(deps.batch.created) == 1
 
 
@@ -248,21 +338,12 @@ def test_options_come_from_metadata_then_routes_then_defaults() -> None:
     settings = make_settings(
         routes=[{"prefix": "lite/", "model": "gemini-2.5-flash-lite", "labels": {"team": "x"}}]
     )
-    routed = resolve_options(
-        StorageObject(bucket="inbox", name="lite/a.jsonl", generation="1"), settings
-    )
+    routed = resolve_options("lite/a.jsonl", {}, settings)
     assert routed.model == "gemini-2.5-flash-lite" and routed.labels == {"team": "x"}
-    meta = StorageObject(
-        bucket="inbox",
-        name="lite/a.jsonl",
-        generation="1",
-        metadata={"model": "publishers/google/models/gemini-2.5-pro", "labels": "run=7"},
-    )
-    chosen = resolve_options(meta, settings)
+    meta = {"model": "publishers/google/models/gemini-2.5-pro", "labels": "run=7"}
+    chosen = resolve_options("lite/a.jsonl", meta, settings)
     assert chosen.model == "gemini-2.5-pro" and chosen.labels == {"team": "x", "run": "7"}
-    default = resolve_options(
-        StorageObject(bucket="inbox", name="a.jsonl", generation="1"), settings
-    )
+    default = resolve_options("a.jsonl", {}, settings)
     assert default.model == settings.default_model
 
 
@@ -308,3 +389,67 @@ def test_requests_may_not_use_batchboxs_own_label_nor_leave_it_no_room() -> None
         (3, "too_many_labels", "request.labels"),
     }
     assert "at most 63 labels" in report["errors"][1]["allowed"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "says"),
+    [
+        ('{"": "x"}', "label key ''"),
+        ('{"__name__": "x"}', "label key '__name__'"),
+        ('{"Bad Key!": "x"}', "label key 'Bad Key!'"),
+        ('{"a.b": "x"}', "label key 'a.b'"),
+        ("team=NLP", "the value 'NLP' of label 'team'"),
+        ("=x", "label key ''"),
+        ('{"k": "' + "v" * 64 + '"}', "of label 'k'"),
+        ("{" + ",".join(f'"k{i}": "v"' for i in range(64)) + "}", "64 labels; at most 63 fit"),
+    ],
+)
+def test_labels_that_vertex_refuses_are_a_rejection_with_the_reason(labels: str, says: str) -> None:
+    deps = make_deps()
+    obj = upload(deps, "x.jsonl", jsonl(*GOOD), metadata={"labels": labels})
+    record = handle_finalized(obj, event_time=None, deps=deps)
+    assert record is not None and record.stage is Stage.REJECTED
+    assert says in record.error["message"]
+    [(data, attrs)] = deps.publisher.on("batchbox-results")
+    assert attrs["ce-type"] == "dev.batchbox.job.v1.rejected"
+    assert says in orjson.loads(data)["error"]["message"]
+    assert deps.batch.created == []
+
+
+def test_valid_labels_reach_the_record() -> None:
+    deps = make_deps()
+    labels = {f"k{i}": "v" for i in range(63)} | {"team": "nlp-1_x"}
+    labels.pop("k0")
+    obj = upload(deps, "x.jsonl", jsonl(*GOOD), metadata={"labels": orjson.dumps(labels).decode()})
+    record = handle_finalized(obj, event_time=None, deps=deps)
+    assert record.stage is Stage.RUNNING and record.options.labels == labels
+
+
+def test_the_inbox_sweep_claims_an_input_whose_every_event_was_lost() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(sweep_seconds=600, sweep_grace_seconds=300), clock=clock)
+    upload(deps, "lost.jsonl", jsonl(*GOOD))  # no event at all
+    upload(deps, "notes.txt", b"not an input")
+    delivered = handle_finalized(
+        upload(deps, "seen.jsonl", jsonl(*GOOD)), event_time=None, deps=deps
+    )
+    assert run_tick(deps).swept == []  # younger than the grace period
+    clock.advance(301)
+    assert run_tick(deps).swept == []  # old enough, but the sweep is not due yet
+    clock.advance(300)
+    report = run_tick(deps)
+    lost = job_id_for("inbox", "lost.jsonl", "1")
+    assert report.swept == [lost] and report.resumed == [lost]
+    record = deps.registry.get(lost)
+    assert record.stage is Stage.RUNNING and record.jobs[0].stage is JobStage.ACTIVE
+    assert len(deps.batch.created) == 2 and delivered.job_id != lost
+    clock.advance(601)
+    assert run_tick(deps).swept == []  # nothing left without a record
+
+
+def test_the_sweep_can_be_switched_off() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(sweep_seconds="off"), clock=clock)
+    upload(deps, "lost.jsonl", jsonl(*GOOD))
+    clock.advance(3600)
+    assert run_tick(deps).swept == [] and deps.registry.records == {}

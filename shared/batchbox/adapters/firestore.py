@@ -1,4 +1,4 @@
-"""Job registry adapter (google-cloud-firestore): create-only claims and transactional updates."""
+"""Registry adapter (google-cloud-firestore): create-only claims and compare-and-set updates."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from batchbox import errors
 from batchbox.adapters._errors import translated
 from batchbox.logs import get_logger
-from batchbox.models import JobRecord, Stage, utcnow
+from batchbox.models import InputRecord, Stage, utcnow
 from batchbox.ports import Mutation
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ UPDATE_ATTEMPTS = 20
 _MAX_IN = 30
 
 
-def _to_doc(record: JobRecord) -> dict[str, Any]:
+def _to_doc(record: InputRecord) -> dict[str, Any]:
     return record.model_dump(mode="json")
 
 
@@ -58,18 +58,18 @@ class FirestoreJobRegistry:
     def _doc(self, job_id: str) -> firestore.DocumentReference:
         return self.client.collection(self._collection).document(job_id)
 
-    def create(self, record: JobRecord) -> None:
+    def create(self, record: InputRecord) -> None:
         with translated(f"claiming job record {record.job_id}"):
             self._doc(record.job_id).create(_to_doc(record))
 
-    def get(self, job_id: str) -> JobRecord | None:
+    def get(self, job_id: str) -> InputRecord | None:
         with translated(f"reading job record {job_id}"):
             snapshot = self._doc(job_id).get()
         return self._parse(snapshot) if snapshot.exists else None
 
     def update(
-        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
-    ) -> JobRecord | None:
+        self, job_id: str, mutate: Mutation, *, known: InputRecord | None = None
+    ) -> InputRecord | None:
         """Compare-and-set: write only if nobody wrote since the record was read.
 
         The write carries the read's ``update_time`` as a precondition; losing a race means
@@ -108,7 +108,7 @@ class FirestoreJobRegistry:
             f"updating job record {job_id}: still contended after {UPDATE_ATTEMPTS} attempts"
         )
 
-    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+    def in_stages(self, stages: Sequence[Stage]) -> list[InputRecord]:
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         values = [str(stage) for stage in stages][:_MAX_IN]
@@ -120,21 +120,41 @@ class FirestoreJobRegistry:
         records = (self._parse(snapshot) for snapshot in snapshots)
         return [record for record in records if record is not None]
 
-    def _parse(self, snapshot: Any) -> JobRecord | None:
-        """A record, or None for a document that no longer reads as one (logged, then parked)."""
+    def missing(self, job_ids: Sequence[str]) -> set[str]:
+        if not job_ids:
+            return set()
+        refs = [self._doc(job_id) for job_id in job_ids]
+        with translated("looking up job records"):
+            found = {snapshot.id for snapshot in self.client.get_all(refs) if snapshot.exists}
+        return set(job_ids) - found
+
+    def _marker_doc(self, name: str) -> firestore.DocumentReference:
+        return self.client.collection(f"{self._collection}-state").document(name)
+
+    def marker(self, name: str) -> dict[str, Any] | None:
+        with translated(f"reading marker {name}"):
+            snapshot = self._marker_doc(name).get()
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def set_marker(self, name: str, value: dict[str, Any]) -> None:
+        with translated(f"writing marker {name}"):
+            self._marker_doc(name).set(value)
+
+    def _parse(self, snapshot: Any) -> InputRecord | None:
+        """A record, or None for a document that no longer reads as one.
+
+        A read never writes: the record is logged and skipped; it stays where it is for a person
+        to look at (``batchbox status`` shows it), and every other record goes on.
+        """
         data = snapshot.to_dict() or {}
         try:
-            record = JobRecord.model_validate(data)
+            record = InputRecord.model_validate(data)
         except ValidationError as exc:
             log.error(
-                "job record %s is unreadable; parking it",
+                "job record %s is unreadable; skipped",
                 snapshot.id,
                 extra={"fields": {"job_id": snapshot.id, "error": str(exc)[:2000]}},
             )
-            with translated(f"parking unreadable job record {snapshot.id}"):
-                snapshot.reference.update(
-                    {"stage": Stage.PARKED.value, "parse_error": str(exc)[:2000]}
-                )
             return None
         record._stored_as = snapshot.update_time
         return record

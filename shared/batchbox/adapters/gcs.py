@@ -88,6 +88,7 @@ class GcsBlobStore:
             size=int(blob.size or 0),
             generation=str(blob.generation),
             metadata=dict(blob.metadata or {}),
+            created=blob.time_created,
         )
 
     def list(self, prefix_uri: str) -> Iterator[BlobInfo]:
@@ -98,6 +99,8 @@ class GcsBlobStore:
                     uri=f"gs://{bucket}/{blob.name}",
                     size=int(blob.size or 0),
                     generation=str(blob.generation),
+                    metadata={str(k): str(v) for k, v in (blob.metadata or {}).items()},
+                    created=blob.time_created,
                 )
 
     def delete(self, uri: str) -> None:

@@ -5,14 +5,15 @@ benchmarks run the core on them; so can anyone testing code that uses batchbox's
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from batchbox import errors
-from batchbox.models import JobRecord, Stage
+from batchbox.models import InputRecord, Stage
 from batchbox.ports import BlobInfo, Mutation
 
 
@@ -21,6 +22,25 @@ class MemoryBlobStore:
 
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
+        # What an upload carries besides its bytes (generation, metadata, creation time).
+        self.details: dict[str, BlobInfo] = {}
+
+    def put(
+        self,
+        uri: str,
+        data: bytes,
+        *,
+        generation: str = "1",
+        metadata: dict[str, str] | None = None,
+        created: dt.datetime | None = None,
+    ) -> BlobInfo:
+        """Store an object as an upload would, with its generation, metadata and time."""
+        self.objects[uri] = data
+        info = BlobInfo(
+            uri=uri, size=len(data), generation=generation, metadata=metadata or {}, created=created
+        )
+        self.details[uri] = info
+        return info
 
     def _reader(self, data: bytes) -> BinaryIO:
         return io.BytesIO(data)
@@ -52,36 +72,40 @@ class MemoryBlobStore:
 
     def stat(self, uri: str) -> BlobInfo | None:
         data = self.objects.get(uri)
-        return None if data is None else BlobInfo(uri=uri, size=len(data))
+        if data is None:
+            return None
+        return self.details.get(uri) or BlobInfo(uri=uri, size=len(data))
 
     def list(self, prefix_uri: str) -> Iterator[BlobInfo]:
         for uri in sorted(self.objects):
             if uri.startswith(prefix_uri):
-                yield BlobInfo(uri=uri, size=len(self.objects[uri]))
+                yield self.details.get(uri) or BlobInfo(uri=uri, size=len(self.objects[uri]))
 
     def delete(self, uri: str) -> None:
         self.objects.pop(uri, None)
+        self.details.pop(uri, None)
 
 
 class MemoryRegistry:
     """``JobRegistry`` in a dict; every change happens under one lock."""
 
     def __init__(self) -> None:
-        self.records: dict[str, JobRecord] = {}
+        self.records: dict[str, InputRecord] = {}
+        self.markers: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
 
-    def create(self, record: JobRecord) -> None:
+    def create(self, record: InputRecord) -> None:
         with self._lock:
             if record.job_id in self.records:
                 raise errors.AlreadyExistsError(record.job_id)
             self.records[record.job_id] = record
 
-    def get(self, job_id: str) -> JobRecord | None:
+    def get(self, job_id: str) -> InputRecord | None:
         return self.records.get(job_id)
 
     def update(
-        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
-    ) -> JobRecord | None:
+        self, job_id: str, mutate: Mutation, *, known: InputRecord | None = None
+    ) -> InputRecord | None:
         with self._lock:
             current = self.records.get(job_id)
             if current is None:
@@ -93,9 +117,19 @@ class MemoryRegistry:
             self.records[job_id] = changed
             return changed
 
-    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+    def in_stages(self, stages: Sequence[Stage]) -> list[InputRecord]:
         with self._lock:
             return [r for r in self.records.values() if r.stage in stages]
+
+    def missing(self, job_ids: Sequence[str]) -> set[str]:
+        with self._lock:
+            return {job_id for job_id in job_ids if job_id not in self.records}
+
+    def marker(self, name: str) -> dict[str, Any] | None:
+        return self.markers.get(name)
+
+    def set_marker(self, name: str, value: dict[str, Any]) -> None:
+        self.markers[name] = dict(value)
 
 
 class MemoryPublisher:

@@ -16,7 +16,7 @@ import base64
 import copy
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -47,6 +47,9 @@ class RowControl(StrEnum):
     NAN_LOGPROBS = "nan_logprobs"  # avgLogprobs "NaN"
     THINKING = "thinking"  # thoughtsTokenCount and a thoughtSignature
     MULTI = "multi"  # two candidates
+    RETRIED = "retried"  # a 500 error row, then a success row for it in another file
+    UNLABELLED = "unlabelled"  # the echoed request comes back without its labels
+    FLAKY = "flaky"  # a 500 error row the first time the emulator sees the request, then fine
 
 
 class JobControl(StrEnum):
@@ -57,6 +60,7 @@ class JobControl(StrEnum):
     STALL = "stall"  # stays RUNNING half-way until cancelled
     CANCEL = "cancel"  # cancels itself half-way: CANCELLING, then CANCELLED with partial output
     PENDING = "pending"  # stays PENDING until cancelled
+    SPLIT_OUTPUT = "split-output"  # rows spread over several files, one in a subfolder
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +78,12 @@ class InputLine:
 
 @dataclass(frozen=True, slots=True)
 class RowResult:
-    """What one input line produced: an output row (``None``: none at all) and whether it passed."""
+    """What one input line produced: an output row (``None``: none at all), whether it passed
+    in the end and, for a retried request, the later row that answered it (another file)."""
 
     row: dict[str, Any] | None
     succeeded: bool
+    retry_row: dict[str, Any] | None = None
 
 
 def parse_line(raw: bytes, *, source: str, number: int) -> InputLine | None:
@@ -215,16 +221,32 @@ def _digest(*parts: object, size: int = 16) -> bytes:
 class RowBuilder:
     """Turns the input lines of one job into output rows."""
 
-    def __init__(self, *, responder: Responder, model: str, job_id: str) -> None:
+    def __init__(
+        self,
+        *,
+        responder: Responder,
+        model: str,
+        job_id: str,
+        first_time: Callable[[bytes], bool] = lambda _key: True,
+    ) -> None:
+        """``first_time(key)`` says whether the emulator meets a request for the first time
+        (across jobs): how ``flaky`` requests fail once and pass when re-driven."""
         self._responder = responder
         self._model = model
         self._job_id = job_id
+        self._first_time = first_time
 
     def build(self, line: InputLine) -> RowResult:
         """The output row for ``line``; never raises (a failing request gives an error row)."""
         processed = utc_now()
         response: dict[str, Any] | None = None
+        control: RowControl | None = None
         try:
+            control = row_control(validate_request(line.request))
+            if control is RowControl.RETRIED:
+                first = self._row(line, processed, _INTERNAL.row_status(), None)
+                retry = self.build_answer(line, processed)
+                return RowResult(row=first, succeeded=retry.succeeded, retry_row=retry.row)
             response = self._answer(line)
             status = ""
         except _NoRow:
@@ -233,8 +255,23 @@ class RowBuilder:
             status = error.row_status()
         except Exception:
             logger.exception("the responder failed on line %d of %s", line.number, line.source)
-            status = RowError(500, "Internal error encountered.").row_status()
+            status = _INTERNAL.row_status()
+        row = self._row(line, processed, status, response)
+        if control is RowControl.UNLABELLED and isinstance(row.get("request"), dict):
+            row["request"].pop("labels", None)
+        return RowResult(row=row, succeeded=status == "")
 
+    def build_answer(self, line: InputLine, processed: Any) -> RowResult:
+        try:
+            return RowResult(row=self._row(line, processed, "", self._answer(line)), succeeded=True)
+        except RowError as error:
+            return RowResult(
+                row=self._row(line, processed, error.row_status(), None), succeeded=False
+            )
+
+    def _row(
+        self, line: InputLine, processed: Any, status: str, response: dict[str, Any] | None
+    ) -> dict[str, Any]:
         row: dict[str, Any] = {}
         if isinstance(line.value, dict):
             row.update((key, value) for key, value in line.value.items() if key != "request")
@@ -247,7 +284,7 @@ class RowBuilder:
         if response is not None:
             response["createTime"] = rfc3339(processed)
             row["response"] = response
-        return RowResult(row=row, succeeded=status == "")
+        return row
 
     def _answer(self, line: InputLine) -> dict[str, Any]:
         """The response to ``line``'s request.
@@ -262,6 +299,10 @@ class RowBuilder:
             raise _NoRow
         if control in _FORCED_ERRORS:
             raise RowError(*_FORCED_ERRORS[control])
+        if control is RowControl.FLAKY and self._first_time(
+            _digest(orjson.dumps(request, option=orjson.OPT_SORT_KEYS))
+        ):
+            raise RowError(*_FORCED_ERRORS[RowControl.ERROR])
         answer = copy.deepcopy(dict(self._responder.respond(request, model=self._model)))
         response = _apply_control(answer, control, seed=_digest(self._job_id, line.number))
         response.setdefault("modelVersion", self._model)
@@ -281,6 +322,7 @@ _FORCED_ERRORS: dict[RowControl | None, tuple[int, str]] = {
     RowControl.ERROR: (500, "Internal error encountered."),
     RowControl.BAD_REQUEST: (400, "Request contains an invalid argument."),
 }
+_INTERNAL = RowError(500, "Internal error encountered.")
 
 
 def _candidate_text(candidate: Mapping[str, Any]) -> str:

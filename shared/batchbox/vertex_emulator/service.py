@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 import orjson
@@ -67,8 +67,8 @@ class _Work:
     interval: float
     started: float = 0.0
     processed: int = 0
-    writer: IO[bytes] | None = None
-    output_uri: str = ""
+    writers: dict[str, IO[bytes]] = field(default_factory=dict)
+    output_directory: str = ""
     exported: bool = False
 
     @property
@@ -93,6 +93,7 @@ class BatchService:
         self._jobs: dict[str, Job] = {}
         self._work: dict[str, _Work] = {}
         self._sequence = 0
+        self._seen: set[bytes] = set()
         self._random = random.Random(config.seed)  # noqa: S311 (ids, not secrets)
         self._scheduler: Scheduler[tuple[str, int]] = Scheduler(
             self._run_step, workers=config.workers, name="vertex-emulator-worker"
@@ -365,7 +366,10 @@ class BatchService:
             order=order,
             control=control,
             builder=RowBuilder(
-                responder=self._responder, model=job.spec.model_id, job_id=job.job_id
+                responder=self._responder,
+                model=job.spec.model_id,
+                job_id=job.job_id,
+                first_time=self._first_time,
             ),
             interval=self._config.row_interval(len(lines)),
         )
@@ -376,7 +380,7 @@ class BatchService:
             started = utc_now()
             job.start_time = started
             job.output_directory = f"{job.spec.output_base}/prediction-model-{rfc3339(started)}"
-            work.output_uri = f"{job.output_directory}/predictions.jsonl"
+            work.output_directory = job.output_directory
             work.started = time.monotonic()
             self._work[job.job_id] = work
             self._set_state(job, JobState.RUNNING)
@@ -399,7 +403,9 @@ class BatchService:
         while work.processed < target:
             result = work.builder.build(work.lines[work.order[work.processed]])
             if result.row is not None:
-                self._write(work, orjson.dumps(result.row) + b"\n")
+                self._write(work, _file_for(work), orjson.dumps(result.row) + b"\n")
+            if result.retry_row is not None:
+                self._write(work, _RETRY_FILE, orjson.dumps(result.retry_row) + b"\n")
             succeeded += result.succeeded
             failed += not result.succeeded
             work.processed += 1
@@ -471,36 +477,60 @@ class BatchService:
     def _fail(self, job: Job, failure: JobFailure) -> None:
         with self._lock:
             work = self._work.get(job.job_id)
-        if work is not None and work.writer is not None:
-            _abandon(work.writer)
-            work.writer = None
+        if work is not None:
+            writers, work.writers = work.writers, {}
+            for writer in writers.values():
+                _abandon(writer)
         with self._lock:
             self._finish(job, JobState.FAILED, failure.status())
         _log_job("batch prediction job failed", job, error=failure.message)
 
-    def _write(self, work: _Work, data: bytes) -> None:
-        if work.writer is None:
-            work.writer = self._store.open_writer(work.output_uri)
+    def _write(self, work: _Work, name: str, data: bytes) -> None:
+        uri = f"{work.output_directory}/{name}"
+        writer = work.writers.get(name)
+        if writer is None:
+            writer = work.writers[name] = self._store.open_writer(uri)
         try:
-            work.writer.write(data)
+            writer.write(data)
         except Exception as exc:
             raise JobFailure(
-                RpcCode.INTERNAL, f"Failed to write predictions to {work.output_uri}: {exc}"
+                RpcCode.INTERNAL, f"Failed to write predictions to {uri}: {exc}"
             ) from exc
 
     def _close_output(self, work: _Work) -> None:
-        writer, work.writer = work.writer, None
-        if writer is None:
-            return
-        try:
-            writer.close()
-        except Exception as exc:
-            raise JobFailure(
-                RpcCode.INTERNAL, f"Failed to write predictions to {work.output_uri}: {exc}"
-            ) from exc
+        writers, work.writers = work.writers, {}
+        for name, writer in writers.items():
+            try:
+                writer.close()
+            except Exception as exc:
+                raise JobFailure(
+                    RpcCode.INTERNAL,
+                    f"Failed to write predictions to {work.output_directory}/{name}: {exc}",
+                ) from exc
+
+    def _first_time(self, key: bytes) -> bool:
+        """Whether no job met this request before (``flaky`` rows fail only then)."""
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
 
 
 _HALFWAY_CONTROLS = frozenset({JobControl.STALL, JobControl.EXPIRE, JobControl.CANCEL})
+_RETRY_FILE = "predictions_retried.jsonl"
+# ``split-output``: rows go round these files, as Vertex spreads large outputs over parts.
+_SPLIT_FILES = (
+    "predictions.jsonl",
+    "predictions_1.jsonl",
+    "incremental_predictions/predictions_2.jsonl",
+)
+
+
+def _file_for(work: _Work) -> str:
+    if work.control is JobControl.SPLIT_OUTPUT:
+        return _SPLIT_FILES[work.processed % len(_SPLIT_FILES)]
+    return "predictions.jsonl"
 
 
 def _abandon(writer: IO[bytes]) -> None:

@@ -1,0 +1,759 @@
+"""complete: fan-in of an input's jobs into results people can use, re-drives, and one event.
+
+An input reaches complete when every one of its jobs is final. complete reads every file under
+every job's own output folder (whatever its name: numbered parts, ``incremental_predictions/``)
+and counts each input line exactly once:
+
+- a row is matched to its line by the ``batchbox-line`` label submit put on the staged request;
+  a row whose echoed request lost the label is matched by the line's id field when the row echoes
+  it, else by a digest of the echoed request (key case, nulls and key order do not matter); a row
+  that still matches nothing is an unmatched row in the summary, never a success of no line;
+- a success for a line beats a failure for it, whichever comes first and in whichever file; an
+  exact duplicate counts once;
+- so ``succeeded + failed + missing == submitted`` always holds.
+
+Then, while re-drives are left (``BATCHBOX_REDRIVE_ATTEMPTS``), the lines that failed for a
+transient reason (429, 500, 503, 504 rows; and lines with no row at all in a job that ended
+EXPIRED or FAILED after some progress) are staged again and submitted as the input's next
+attempt: the input goes back to RUNNING and no event is published yet. Permanent failures (400,
+blocked prompts, SAFETY, RECITATION) are never re-driven.
+
+Otherwise it writes ``results.jsonl`` (successful rows), ``errors.jsonl`` (every failed or missing
+line's original request, ready to upload again), ``summary.json`` and one result CloudEvent for
+the input. The event is stored in the record before it is published, so a redelivered message
+republishes the same event, never another.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, NamedTuple
+
+import orjson
+
+from batchbox import errors, jobs, outcomes
+from batchbox.deps import Deps
+from batchbox.events import (
+    CostEstimate,
+    JobError,
+    Outcome,
+    Outputs,
+    PublishedEvent,
+    RequestCounts,
+    Timings,
+    TokenTotals,
+    publish,
+)
+from batchbox.jsonl import iter_lines
+from batchbox.logs import bind, get_logger
+from batchbox.models import BatchJob, InputFinished, InputRecord, Stage, VertexState
+from batchbox.ports import BlobStore
+from batchbox.settings import Settings
+from batchbox.staging import ShardWriter, line_of, strip_label
+
+log = get_logger("complete")
+
+PROCESS_LEASE = dt.timedelta(minutes=15)
+MAX_ERROR_TEXT = 2000
+MAX_DISTINCT_ERRORS = 10_000
+# Rows without batchbox's label held for matching by id or digest; beyond this, unmatched.
+MAX_PENDING_ROWS = 100_000
+
+# Line states in the tracking table.
+_UNSEEN, _OK, _FAILED, _TRANSIENT = 0, 1, 2, 3
+
+# Row errors worth another try: the codes and names of transient failures.
+_TRANSIENT_STATUS = re.compile(
+    r'"code":\s*(?:429|500|503|504)\b|RESOURCE_EXHAUSTED|\bINTERNAL\b|UNAVAILABLE|DEADLINE_EXCEEDED'
+    r"|^(?:Too Many Requests|Internal Server Error|Service Unavailable|Gateway Timeout)\b"
+)
+_PROGRESS_STATES = frozenset({VertexState.EXPIRED, VertexState.FAILED})
+
+
+# --- Reading one prediction row -------------------------------------------------------------------
+
+
+class RowOutcome(NamedTuple):
+    """What one predictions row says (a tuple: one is built per row, millions per input)."""
+
+    ok: bool
+    error: str | None
+    kind: str
+    text: str
+    finish_reason: str | None
+    usage: dict[str, int]
+
+
+def _int(value: Any) -> int:
+    if type(value) is int:  # the usual case, checked first: this runs five times a row
+        return value
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def usage_of(response: dict[str, Any]) -> dict[str, int]:
+    meta = response.get("usageMetadata") or response.get("usage_metadata") or {}
+    get = meta.get
+    prompt = _int(get("promptTokenCount"))
+    candidates = _int(get("candidatesTokenCount"))
+    thoughts = _int(get("thoughtsTokenCount"))
+    cached = _int(get("cachedContentTokenCount"))
+    total = _int(get("totalTokenCount")) or prompt + candidates + thoughts
+    return {
+        "prompt": prompt,
+        "candidates": candidates,
+        "thoughts": thoughts,
+        "cached": cached,
+        "total": total,
+    }
+
+
+def read_row(row: dict[str, Any]) -> RowOutcome:
+    """Classify one predictions row. Anything with no usable content counts as failed."""
+    status = row.get("status") or ""
+    response = row.get("response") or {}
+    usage = usage_of(response) if isinstance(response, dict) else {}
+    if status:
+        kind = "transient" if is_transient(str(status)) else "error_status"
+        return RowOutcome(False, str(status), kind, "", None, usage)
+    candidates = response.get("candidates") if isinstance(response, dict) else None
+    if not candidates:
+        feedback = response.get("promptFeedback") if isinstance(response, dict) else None
+        reason = (feedback or {}).get("blockReason")
+        message = (
+            f"the prompt was blocked: {reason}" if reason else "the response has no candidates"
+        )
+        return RowOutcome(False, message, "blocked" if reason else "no_candidates", "", None, usage)
+    first = candidates[0] or {}
+    finish = first.get("finishReason")
+    parts = (first.get("content") or {}).get("parts") or []
+    if not parts:
+        return RowOutcome(
+            False,
+            f"no content (finish reason {finish or 'unknown'})",
+            f"no_content_{finish or 'unknown'}".lower(),
+            "",
+            finish,
+            usage,
+        )
+    text = "".join(p.get("text", "") for p in parts if isinstance(p, dict) and not p.get("thought"))
+    return RowOutcome(True, None, "ok", text, finish, usage)
+
+
+def is_transient(status: str) -> bool:
+    """Whether a row's error status is worth a re-drive (429, 500, 503, 504 and their names)."""
+    return _TRANSIENT_STATUS.search(status) is not None
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
+
+
+def _normalised(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_camel(k): _normalised(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_normalised(item) for item in value]
+    return value
+
+
+def request_digest(request: Any) -> bytes:
+    """A digest of a request that ignores key case, nulls, key order and labels."""
+    if isinstance(request, dict):
+        request = {k: v for k, v in request.items() if k != "labels"}
+    data = orjson.dumps(_normalised(request), option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+# --- The tally ------------------------------------------------------------------------------------
+
+
+class _Pending(NamedTuple):
+    row: dict[str, Any]
+    outcome: RowOutcome
+    attempt: int
+    id_value: Any
+    digest: bytes | None
+
+
+@dataclass
+class Tally:
+    """Everything counted while streaming the predictions of every job of one input."""
+
+    ok_lines: int = 0  # distinct input lines with a successful row
+    failed_lines: int = 0  # distinct input lines whose rows all failed
+    redriven: int = 0  # lines whose success came from a re-drive
+    unmatched: int = 0
+    duplicates: int = 0
+    rows: int = 0
+    prompt_tokens: int = 0
+    candidates_tokens: int = 0
+    thoughts_tokens: int = 0
+    cached_tokens: int = 0
+    total_tokens: int = 0
+    finish_reasons: Counter[str] = field(default_factory=Counter)
+    error_kinds: Counter[str] = field(default_factory=Counter)
+    rows_by_job: Counter[str] = field(default_factory=Counter)
+    states: bytearray = field(default_factory=bytearray)
+    # line → index into ``messages``: error texts repeat, so each distinct one is kept once.
+    failures: dict[int, int] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    pending: list[_Pending] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    _message_index: dict[str, int] = field(default_factory=dict)
+
+    def state(self, line: int) -> int:
+        return self.states[line] if line < len(self.states) else _UNSEEN
+
+    def _set_state(self, line: int, value: int) -> None:
+        if line >= len(self.states):
+            self.states.extend(bytes(line + 1 - len(self.states) + 1024))
+        self.states[line] = value
+
+    @property
+    def transient_lines(self) -> int:
+        return self.states.count(_TRANSIENT)
+
+    def take(
+        self,
+        line: int,
+        outcome: RowOutcome,
+        attempt: int,
+        results: BinaryIO,
+        row: Any,
+        id_field: str,
+    ) -> None:
+        """Count one row for ``line``: a success beats a failure, a duplicate counts once."""
+        state = self.state(line)
+        if state == _OK or (not outcome.ok and state == _FAILED):
+            self.duplicates += 1
+            return
+        self._count_tokens(outcome)
+        if outcome.ok:
+            if state != _UNSEEN:
+                self.failed_lines -= 1
+                self.failures.pop(line, None)
+            self._set_state(line, _OK)
+            self.ok_lines += 1
+            self.redriven += attempt > 0
+            results.write(
+                orjson.dumps(
+                    _result_row(row, line, outcome, id_field), option=orjson.OPT_APPEND_NEWLINE
+                )
+            )
+            return
+        if state == _UNSEEN:
+            self.failed_lines += 1
+        self.error_kinds[outcome.kind] += 1
+        self._set_state(line, _TRANSIENT if outcome.kind == "transient" else _FAILED)
+        self._fail(line, outcome.error or outcome.kind)
+
+    def _count_tokens(self, outcome: RowOutcome) -> None:
+        if usage := outcome.usage:
+            self.prompt_tokens += usage["prompt"]
+            self.candidates_tokens += usage["candidates"]
+            self.thoughts_tokens += usage["thoughts"]
+            self.cached_tokens += usage["cached"]
+            self.total_tokens += usage["total"]
+        if outcome.finish_reason:
+            self.finish_reasons[outcome.finish_reason] += 1
+
+    def _fail(self, line: int, message: str) -> None:
+        message = message[:MAX_ERROR_TEXT]
+        index = self._message_index.get(message)
+        if index is None:
+            if len(self.messages) >= MAX_DISTINCT_ERRORS:
+                message = "(error text not kept: too many distinct errors in this input)"
+                index = self._message_index.setdefault(message, len(self.messages))
+                if index == len(self.messages):
+                    self.messages.append(message)
+            else:
+                index = len(self.messages)
+                self.messages.append(message)
+                self._message_index[message] = index
+        self.failures[line] = index
+
+
+def _result_row(
+    row: dict[str, Any], line: int | None, outcome: RowOutcome, id_field: str
+) -> dict[str, Any]:
+    response = row.get("response") or {}
+    result: dict[str, Any] = {"line": line}
+    if id_field in row:
+        result["id"] = row[id_field]
+    result |= {
+        "text": outcome.text,
+        "finish_reason": outcome.finish_reason,
+        "usage": outcome.usage,
+        "model_version": response.get("modelVersion"),
+        "processed_time": row.get("processed_time"),
+        "response": response,
+    }
+    return result
+
+
+# --- Pass 1: every predictions file ---------------------------------------------------------------
+
+
+def prediction_files(blobs: BlobStore, job: BatchJob) -> list[str]:
+    """Every file under the job's own output folder, whatever its name. Each job has a folder of
+    its own (``vertex/<slot>/``), so no other job's rows can be read by mistake."""
+    return [info.uri for info in blobs.list(job.dest_uri)]
+
+
+def read_predictions(
+    record: InputRecord, blobs: BlobStore, results: BinaryIO, tally: Tally, id_field: str
+) -> list[str]:
+    """Stream every predictions row of every job, oldest attempt first. Returns the files read."""
+    read: list[str] = []
+    for job in sorted(record.jobs, key=lambda j: (j.attempt, j.shard)):
+        for uri in prediction_files(blobs, job):
+            read.append(uri)
+            try:
+                _read_file(uri, job, blobs, results, tally, id_field)
+            except errors.NotFoundError:
+                tally.warnings.append(f"{uri} vanished while it was read; its rows are not counted")
+    return read
+
+
+def _read_file(
+    uri: str, job: BatchJob, blobs: BlobStore, results: BinaryIO, tally: Tally, id_field: str
+) -> None:
+    bad = 0
+    with blobs.open_read(uri) as stream:
+        for raw in iter_lines(stream):
+            tally.rows += 1
+            try:
+                row = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict):
+                bad += 1
+                tally.unmatched += 1
+                continue
+            tally.rows_by_job[job.slot] += 1
+            outcome = read_row(row)
+            line = line_of(row)
+            if line is not None:
+                tally.take(line, outcome, job.attempt, results, row, id_field)
+            elif len(tally.pending) < MAX_PENDING_ROWS:
+                request = row.get("request")
+                id_value = row.get(id_field)
+                digest = None if _hashable(id_value) else request_digest(request)
+                tally.pending.append(_Pending(row, outcome, job.attempt, id_value, digest))
+            else:
+                tally.unmatched += 1
+    if bad:
+        tally.warnings.append(f"{uri}: {bad} row(s) are not JSON objects and were skipped")
+
+
+def _hashable(value: Any) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool) and value != ""
+
+
+def match_pending(
+    record: InputRecord, blobs: BlobStore, results: BinaryIO, tally: Tally, id_field: str
+) -> None:
+    """Match the rows that came back without the label, by id, else by request digest."""
+    if not tally.pending:
+        return
+    by_id: dict[Any, list[_Pending]] = {}
+    by_digest: dict[bytes, list[_Pending]] = {}
+    for pending in tally.pending:
+        if pending.digest is None:
+            by_id.setdefault(pending.id_value, []).append(pending)
+        else:
+            by_digest.setdefault(pending.digest, []).append(pending)
+    tally.pending = []
+    for job in _first_jobs(record):
+        try:
+            with blobs.open_read(job.source_uri) as stream:
+                for raw in iter_lines(stream):
+                    staged = orjson.loads(raw)
+                    line = line_of(staged)
+                    if line is None:
+                        continue
+                    found = by_id.pop(staged.get(id_field), None) if by_id else None
+                    if found is None and by_digest:
+                        found = by_digest.pop(request_digest(staged.get("request")), None)
+                    for pending in found or ():
+                        tally.take(
+                            line, pending.outcome, pending.attempt, results, pending.row, id_field
+                        )
+        except errors.NotFoundError:
+            tally.warnings.append(
+                f"staged input {job.source_uri} is gone: rows without batchbox's label could not "
+                "be matched"
+            )
+    tally.unmatched += sum(len(rows) for rows in (*by_id.values(), *by_digest.values()))
+
+
+def _first_jobs(record: InputRecord) -> list[BatchJob]:
+    """The first attempt's jobs: their staged sources hold every submitted line, once."""
+    return sorted((job for job in record.jobs if job.attempt == 0), key=lambda j: j.shard)
+
+
+# --- Re-drive -------------------------------------------------------------------------------------
+
+
+def _redrivable_jobs(record: InputRecord, tally: Tally) -> set[str]:
+    """Jobs of the newest attempt that ended EXPIRED or FAILED after some progress: their lines
+    without any row are worth another try."""
+    slots = set()
+    for job in record.jobs:
+        if job.attempt != record.attempt or job.vertex_state not in _PROGRESS_STATES:
+            continue
+        done = (job.counts.successful + job.counts.failed) if job.counts else 0
+        if done or tally.rows_by_job[job.slot]:
+            slots.add(job.slot)
+    return slots
+
+
+def plan_redrive(record: InputRecord, tally: Tally, deps: Deps) -> list[BatchJob]:
+    """Stage the lines worth another try as the next attempt's shards (none: nothing to do)."""
+    settings = deps.settings
+    if record.attempt >= settings.redrive_attempts:
+        return []
+    progress = _redrivable_jobs(record, tally)
+    missing = record.lines_submitted - tally.ok_lines - tally.failed_lines
+    if not tally.transient_lines and not (progress and missing):
+        return []
+    assert record.output_prefix is not None
+    shards = ShardWriter(
+        deps.blobs,
+        record.output_prefix,
+        attempt=record.attempt + 1,
+        max_requests=settings.shard_max_requests,
+        max_bytes=settings.shard_max_bytes,
+    )
+    with shards:
+        for job in record.jobs:
+            if job.attempt != record.attempt:
+                continue
+            with deps.blobs.open_read(job.source_uri) as stream:
+                for raw in iter_lines(stream):
+                    line = line_of(orjson.loads(raw))
+                    if line is None:
+                        continue
+                    state = tally.state(line)
+                    if state == _TRANSIENT or (state == _UNSEEN and job.slot in progress):
+                        shards.write(raw + b"\n")
+    return shards.jobs
+
+
+# --- Pass 2: errors.jsonl -------------------------------------------------------------------------
+
+
+def write_errors(record: InputRecord, blobs: BlobStore, out: BinaryIO, tally: Tally) -> None:
+    """Every failed or missing input line, its original request first."""
+    for job in _first_jobs(record):
+        try:
+            with blobs.open_read(job.source_uri) as stream:
+                for raw in iter_lines(stream):
+                    staged = orjson.loads(raw)
+                    line = line_of(staged)
+                    if line is None or tally.state(line) == _OK:
+                        continue
+                    if tally.state(line) == _UNSEEN:
+                        error = {
+                            "kind": "missing",
+                            "message": "no output row for this request "
+                            "(the job ended before it was processed)",
+                        }
+                    else:
+                        error = {"kind": "failed", "message": tally.messages[tally.failures[line]]}
+                    row = strip_label(staged)
+                    out.write(
+                        orjson.dumps(
+                            {**row, "batchbox_line": line, "batchbox_error": error},
+                            option=orjson.OPT_APPEND_NEWLINE,
+                        )
+                    )
+        except errors.NotFoundError:
+            log.error(
+                "staged input %s is gone: errors.jsonl cannot list its failed and missing "
+                "requests (the counts still hold)",
+                job.source_uri,
+            )
+
+
+# --- The handler ----------------------------------------------------------------------------------
+
+
+def handle_input_finished(message: InputFinished, deps: Deps) -> PublishedEvent | None:
+    """Fan in one finished input: re-drive its transient failures, or publish its result event.
+
+    Raises:
+        InProgressError: another worker is post-processing this input now (acknowledged).
+        RetryableError: a transient failure; the message will be redelivered.
+    """
+    job_id = message.job_id
+    with bind(job_id=job_id):
+        record = deps.registry.get(job_id)
+        if record is None:
+            log.error("input-finished message for unknown input %s; acknowledged", job_id)
+            return None
+        with bind(input_uri=record.input_uri):
+            if record.stage is Stage.PROCESSED:
+                log.info("input %s was already processed; not publishing again", job_id)
+                return None
+            if record.stage is not Stage.FINISHED:
+                log.info("input %s is %s, not finished; acknowledged", job_id, record.stage)
+                return None
+            if record.result_event is None:
+                record = _lease(record, deps)
+                if record.result_event is None:
+                    processed = _process(record, deps)
+                    if processed is None:
+                        return None  # re-driven: the input runs again
+                    record = processed
+            assert record.result_event is not None
+            event = PublishedEvent.model_validate(record.result_event)
+            publish(deps.publisher, deps.settings.results_topic, event)
+            now = deps.clock()
+            deps.registry.update(
+                job_id,
+                lambda c: (
+                    c.model_copy(
+                        update={
+                            "stage": Stage.PROCESSED,
+                            "processed_at": now,
+                            "lease_until": None,
+                            "lease_owner": None,
+                        }
+                    )
+                    if c.stage is Stage.FINISHED
+                    else None
+                ),
+            )
+            log.info("published %s for input %s", event.attributes.get("ce-type"), job_id)
+            return event
+
+
+def _lease(record: InputRecord, deps: Deps) -> InputRecord:
+    now = deps.clock()
+
+    def take(current: InputRecord) -> InputRecord | None:
+        if current.stage is not Stage.FINISHED or current.result_event is not None:
+            return None
+        if not current.lease_over(now):
+            return None
+        return current.model_copy(update={"lease_until": now + PROCESS_LEASE})
+
+    if (leased := deps.registry.update(record.job_id, take)) is not None:
+        return leased
+    current = deps.registry.get(record.job_id)
+    if current is not None and current.result_event is not None:
+        return current
+    raise errors.InProgressError(f"input {record.job_id} is being post-processed by another worker")
+
+
+def _outputs(record: InputRecord) -> Outputs:
+    prefix = record.output_prefix or ""
+    return Outputs(
+        prefix=prefix,
+        results=f"{prefix}results.jsonl",
+        errors=f"{prefix}errors.jsonl",
+        summary=f"{prefix}summary.json",
+        report=record.report_uri,
+        predictions=f"{prefix}vertex/",
+    )
+
+
+def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
+    """Count, then re-drive (None) or write the outputs and store the event (the record)."""
+    settings = deps.settings
+    outputs = _outputs(record)
+    tally = Tally()
+    with deps.blobs.open_write(outputs.results or "", content_type="application/jsonl") as results:
+        files = read_predictions(record, deps.blobs, results, tally, settings.id_field)
+        match_pending(record, deps.blobs, results, tally, settings.id_field)
+    redrive = plan_redrive(record, tally, deps)
+    if redrive:
+        _start_redrive(record, redrive, deps)
+        return None
+    missing = record.lines_submitted - tally.ok_lines - tally.failed_lines
+    with deps.blobs.open_write(
+        outputs.errors or "", content_type="application/jsonl"
+    ) as errors_out:
+        # Only when it has something to write: usually every line succeeded, and then the staged
+        # sources are not read again and errors.jsonl stays empty.
+        if missing or tally.failed_lines:
+            write_errors(record, deps.blobs, errors_out, tally)
+    now = deps.clock()
+    data = result_data(record, tally, missing, outputs, settings, now)
+    summary = {
+        **data.model_dump(mode="json"),
+        "predictions_files": files,
+        "rows": tally.rows,
+        "unmatched_rows": tally.unmatched,
+        "duplicate_rows": tally.duplicates,
+        "finish_reasons": dict(tally.finish_reasons),
+        "failure_kinds": dict(tally.error_kinds),
+    }
+    deps.blobs.write_bytes(
+        outputs.summary or "",
+        orjson.dumps(summary, option=orjson.OPT_INDENT_2),
+        content_type="application/json",
+    )
+    event = outcomes.build(data, settings, now)
+    stored = deps.registry.update(
+        record.job_id,
+        lambda c: (
+            c.model_copy(update={"result_event": event.model_dump(mode="json")})
+            if c.stage is Stage.FINISHED and c.result_event is None
+            else None
+        ),
+    )
+    if stored is None:
+        current = deps.registry.get(record.job_id)
+        if current is None or current.result_event is None:
+            raise errors.RetryableError(f"could not store the result event of {record.job_id}")
+        return current
+    log.info(
+        "processed input %s: %d succeeded, %d failed, %d missing, %d re-driven",
+        record.job_id,
+        tally.ok_lines,
+        tally.failed_lines,
+        missing,
+        tally.redriven,
+    )
+    return stored
+
+
+def _start_redrive(record: InputRecord, new_jobs: list[BatchJob], deps: Deps) -> None:
+    def rerun(current: InputRecord) -> InputRecord | None:
+        if current.stage is not Stage.FINISHED or current.attempt != record.attempt:
+            return None
+        return current.model_copy(
+            update={
+                "stage": Stage.RUNNING,
+                "jobs": (*current.jobs, *new_jobs),
+                "lease_until": None,
+                "lease_owner": None,
+                "notify_lease_until": None,
+                "notified_at": None,
+            }
+        )
+
+    running = deps.registry.update(record.job_id, rerun)
+    if running is None:
+        return  # another worker re-drove it first
+    lines = sum(job.lines for job in new_jobs)
+    log.warning(
+        "re-driving %d line(s) of input %s as attempt %d (%d job(s))",
+        lines,
+        record.job_id,
+        running.attempt,
+        len(new_jobs),
+    )
+    jobs.submit_ready(running, deps)
+
+
+def outcome_of(record: InputRecord, tally: Tally) -> Outcome:
+    """All lines succeeded: SUCCEEDED. Otherwise the jobs' final states say why not: a cancel or
+    an expiry wins; jobs that all SUCCEEDED on Vertex (blocked or empty answers) stay SUCCEEDED;
+    then PARTIALLY_SUCCEEDED if any line succeeded, else FAILED."""
+    if tally.ok_lines == record.lines_submitted and record.lines_submitted:
+        return Outcome.SUCCEEDED
+    states = {job.vertex_state for job in record.jobs}
+    if VertexState.CANCELLED in states:
+        return Outcome.CANCELLED
+    if VertexState.EXPIRED in states:
+        return Outcome.EXPIRED
+    answered = tally.ok_lines + tally.failed_lines == record.lines_submitted
+    if answered and states == {VertexState.SUCCEEDED}:
+        return Outcome.SUCCEEDED
+    return Outcome.PARTIALLY_SUCCEEDED if tally.ok_lines else Outcome.FAILED
+
+
+def result_data(
+    record: InputRecord,
+    tally: Tally,
+    missing: int,
+    outputs: Outputs,
+    settings: Settings,
+    now: dt.datetime,
+) -> Any:
+    outcome = outcome_of(record, tally)
+    model = record.options.model if record.options else None
+    tokens = TokenTotals(
+        prompt=tally.prompt_tokens,
+        candidates=tally.candidates_tokens,
+        thoughts=tally.thoughts_tokens,
+        cached=tally.cached_tokens,
+        total=tally.total_tokens,
+    )
+    cost = None
+    if model is not None and (price := settings.prices.get(model)) is not None:
+        output_tokens = tally.candidates_tokens + tally.thoughts_tokens
+        thinking = 0.0
+        if price.thinking is not None:
+            output_tokens = tally.candidates_tokens
+            thinking = tally.thoughts_tokens * price.thinking
+        amount = (tally.prompt_tokens * price.input + output_tokens * price.output + thinking) / 1e6
+        cost = CostEstimate(amount=round(amount, 6), model=model)
+    error = _error_of(record, outcome)
+    submitted = outcomes.submitted_at(record)
+    ends = [job.finished_at for job in record.jobs if job.finished_at is not None]
+    finished = max(ends) if ends else record.finished_at
+    return outcomes.event_data(
+        record,
+        outcome,
+        state=outcome.value.upper(),
+        outputs=outputs,
+        timings=Timings(
+            received_at=record.created_at,
+            submitted_at=submitted,
+            finished_at=finished,
+            processed_at=now,
+            queued_seconds=round((submitted - record.created_at).total_seconds(), 3)
+            if submitted
+            else None,
+            running_seconds=round((finished - submitted).total_seconds(), 3)
+            if submitted and finished
+            else None,
+        ),
+        error=error,
+        counts=RequestCounts(
+            total=record.lines_submitted,
+            succeeded=tally.ok_lines,
+            failed=tally.failed_lines,
+            missing=missing,
+            redriven=tally.redriven,
+        ),
+        tokens=tokens,
+        cost=cost,
+        warnings=tally.warnings,
+    )
+
+
+def _error_of(record: InputRecord, outcome: Outcome) -> JobError | None:
+    if outcome is Outcome.SUCCEEDED:
+        return None
+    if outcome is Outcome.CANCELLED and any(
+        job.stall_cancelled_at is not None for job in record.jobs
+    ):
+        return JobError(
+            code="stalled",
+            message="cancelled by the stall watchdog (BATCHBOX_STALL_CANCEL_SECONDS)",
+        )
+    for job in record.jobs:
+        if job.error:
+            return JobError(code=job.error.get("code"), message=str(job.error.get("message", "")))
+    return None
+
+
+def iter_results(blobs: BlobStore, uri: str) -> Iterator[dict[str, Any]]:
+    """Read back a results or errors file (for consumers and tests)."""
+    with blobs.open_read(uri) as stream:
+        for raw in iter_lines(stream):
+            yield orjson.loads(raw)

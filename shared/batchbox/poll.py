@@ -1,0 +1,412 @@
+"""poll: the reconciler. Each scheduler tick drives every open input forward from wherever it is.
+
+Events only make work start sooner; the registry says what is left to do (level-triggered, as
+Kubernetes controllers are). One query reads every open input, then:
+
+1. every ACTIVE job's state is read from Vertex AI (concurrently, in a bounded pool) and written
+   with a compare-and-set; the write that makes the last job of an input final also moves the
+   input to FINISHED (fan-in) and takes the lease to announce it to complete;
+2. a FINISHED input whose announcement was lost (the tick died, the message was dead-lettered)
+   is announced again;
+3. a RECEIVED input whose worker's lease ran out (it died while validating) is taken over and its
+   intake run again from the start;
+4. QUEUED jobs are submitted while the running-job cap allows, oldest input first, and
+   submissions whose worker died are finished (found by display name, never created twice);
+5. every ``sweep_seconds``, the inbox sweep claims inputs that never got a record at all.
+
+The stall watchdog runs on every ACTIVE job it reads. One job's trouble never stops the others:
+the first failure is raised at the end, after every phase ran.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from batchbox import errors, jobs, outcomes
+from batchbox.deps import Deps
+from batchbox.events import JobError, Outcome, Timings
+from batchbox.logs import bind, get_logger
+from batchbox.models import OPEN_STAGES, Counts, InputRecord, JobStage, Stage, VertexState
+from batchbox.ports import BatchJobInfo
+from batchbox.settings import Settings
+
+log = get_logger("poll")
+
+T = TypeVar("T")
+
+
+@dataclass
+class TickReport:
+    """What one tick did; logged, and returned for tests and benchmarks. Workers of the tick's
+    pool write to it at the same time, through ``count`` and ``note``."""
+
+    checked: int = 0
+    changed: int = 0
+    finished: list[str] = field(default_factory=list)
+    notified: list[str] = field(default_factory=list)
+    submitted: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    swept: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    stalled: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def note(self, name: str, job_id: str) -> None:
+        with self._lock:
+            getattr(self, name).append(job_id)
+
+    def summary(self) -> dict[str, object]:
+        return {k: v for k, v in vars(self).items() if v and not k.startswith("_")}
+
+
+def run_tick(deps: Deps) -> TickReport:
+    """One reconciler tick over every open input.
+
+    Raises:
+        RetryableError: the registry could not be queried, or a step failed transiently.
+    """
+    report = TickReport()
+    records = deps.registry.in_stages(OPEN_STAGES)
+    now = deps.clock()
+    running = [r for r in records if r.stage is Stage.RUNNING]
+    active = [
+        (r, i) for r in running for i, job in enumerate(r.jobs) if job.stage is JobStage.ACTIVE
+    ]
+    report.checked = len(active)
+    failures = _in_pool(active, lambda item: _check(item[0], item[1], deps, report), deps)
+    finished = [r for r in records if r.stage is Stage.FINISHED]
+    failures += _in_pool(finished, lambda r: _announce_if_due(r, deps, report), deps)
+    stranded = [r for r in records if r.stage is Stage.RECEIVED and r.lease_over(now)]
+    try:
+        stranded += _sweep_if_due(deps, report)
+    except errors.BatchboxError as exc:
+        failures.append(exc)
+    failures += _in_pool(stranded, lambda r: _resume_intake(r, deps, report), deps)
+    waiting = [r for r in running if any(jobs.needs_submit(job, now) for job in r.jobs)]
+    try:
+        _submit_waiting(waiting, deps, report)
+    except errors.BatchboxError as exc:
+        failures.append(exc)
+    log.info(
+        "tick: %d active jobs checked, %d changed, %d inputs finished, %d jobs submitted",
+        report.checked,
+        report.changed,
+        len(report.finished),
+        len(report.submitted),
+        extra={"fields": {"tick": report.summary()}},
+    )
+    if failures:
+        raise failures[0]
+    return report
+
+
+def _in_pool(items: Sequence[T], work: Callable[[T], None], deps: Deps) -> list[BaseException]:
+    """Run ``work`` for every item, at most ``poll_concurrency`` at a time, and return what
+    failed: one input's trouble never stops the others."""
+    if not items:
+        return []
+    workers = min(deps.settings.poll_concurrency, len(items))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
+        futures = [pool.submit(work, item) for item in items]
+    return [
+        exc
+        for future in futures
+        if (exc := future.exception()) is not None and not isinstance(exc, errors.InProgressError)
+    ]
+
+
+# --- Active jobs ----------------------------------------------------------------------------------
+
+
+def _check(record: InputRecord, index: int, deps: Deps, report: TickReport) -> None:
+    job = record.jobs[index]
+    assert job.vertex_job is not None
+    with bind(job_id=record.job_id, vertex_job=job.vertex_job, input_uri=record.input_uri):
+        try:
+            result: BatchJobInfo | Exception = deps.batch.get(job.vertex_job)
+        except errors.BatchboxError as exc:
+            result = exc
+        _apply(record, index, result, deps, report)
+
+
+def _apply(
+    record: InputRecord,
+    index: int,
+    result: BatchJobInfo | Exception,
+    deps: Deps,
+    report: TickReport,
+) -> None:
+    now = deps.clock()
+    job = record.jobs[index]
+    if isinstance(result, errors.NotFoundError):
+        report.note("gone", record.job_id)
+        log.error("batch job %s no longer exists on Vertex AI", job.vertex_job)
+        jobs.finish_job(
+            record,
+            index,
+            deps,
+            state=VertexState.FAILED,
+            error={
+                "code": "gone",
+                "message": f"the batch job {job.vertex_job} no longer exists on Vertex AI",
+            },
+        )
+        return
+    if isinstance(result, Exception):
+        report.count("errors")
+        log.warning("could not read job %s this tick: %s", job.vertex_job, result)
+        return
+    info = result
+    if job.vertex_state is info.state and (
+        job.counts == info.counts or _progress_recent(job.progress_at, deps.settings, now)
+    ):
+        # Nothing new, or only progress counts written moments ago: spare the write.
+        _watch(record, index, deps, report)
+        return
+
+    def transition(current: InputRecord) -> InputRecord | None:
+        if current.stage is not Stage.RUNNING:
+            return None
+        now_job = current.jobs[index]
+        if now_job.stage is not JobStage.ACTIVE or now_job.vertex_job != info.name:
+            return None
+        if now_job.vertex_state is info.state and now_job.counts == info.counts:
+            return None
+        changes: dict[str, object] = {
+            "vertex_state": info.state,
+            "counts": info.counts or now_job.counts,
+            "progress_at": now,
+        }
+        if info.state.is_final:
+            changes |= {
+                "stage": JobStage.DONE,
+                "finished_at": info.end_time or now,
+                "output_directory": info.output_directory,
+                "error": info.error,
+            }
+        changed = current.with_job(index, **changes)
+        return jobs.fan_in(changed, now, deps.settings.notify_lease_seconds)
+
+    updated = deps.registry.update(record.job_id, transition, known=record)
+    if updated is None:
+        _watch(record, index, deps, report)
+        return
+    report.count("changed")
+    log.info(
+        "job %s of input %s is %s",
+        job.slot,
+        record.job_id,
+        info.state,
+        extra={"fields": {"counts": _counts(info.counts)}},
+    )
+    if updated.stage is Stage.FINISHED:
+        report.note("finished", record.job_id)
+        jobs.announce(updated, deps)
+        report.note("notified", record.job_id)
+    elif updated.jobs[index].stage is JobStage.ACTIVE:
+        _watch(updated, index, deps, report)
+
+
+def _progress_recent(progress_at: dt.datetime | None, settings: Settings, now: dt.datetime) -> bool:
+    """Progress counts are written at most every ``progress_write_seconds``; states at once."""
+    if progress_at is None:
+        return False
+    return (now - progress_at).total_seconds() < settings.progress_write_seconds
+
+
+def _counts(counts: Counts | None) -> dict[str, int] | None:
+    return counts.model_dump() if counts else None
+
+
+# --- Announcements --------------------------------------------------------------------------------
+
+
+def announcement_due(record: InputRecord, settings: Settings, now: dt.datetime) -> bool:
+    """A FINISHED input is announced again when the worker announcing it died before recording
+    it (no ``notified_at`` once its lease ran out), or when complete has still not processed it
+    long after the announcement (its message went to the dead-letter topic, say)."""
+    if record.stage is not Stage.FINISHED:
+        return False
+    if record.notify_lease_until is not None and record.notify_lease_until > now:
+        return False
+    if record.notified_at is None:
+        return True
+    return (now - record.notified_at).total_seconds() > settings.reannounce_seconds
+
+
+def _announce_if_due(record: InputRecord, deps: Deps, report: TickReport) -> None:
+    now = deps.clock()
+    if not announcement_due(record, deps.settings, now):
+        return
+
+    def renew(current: InputRecord) -> InputRecord | None:
+        if not announcement_due(current, deps.settings, now):
+            return None
+        lease = now + dt.timedelta(seconds=deps.settings.notify_lease_seconds)
+        return current.model_copy(update={"notify_lease_until": lease})
+
+    if (renewed := deps.registry.update(record.job_id, renew, known=record)) is not None:
+        log.warning(
+            "announcing finished input %s again: it was not processed after the last announcement",
+            record.job_id,
+        )
+        jobs.announce(renewed, deps)
+        report.note("notified", record.job_id)
+
+
+# --- Stranded intake, the queue, the sweep --------------------------------------------------------
+
+
+def _resume_intake(record: InputRecord, deps: Deps, report: TickReport) -> None:
+    from batchbox import submit  # the validator loads only when an intake is left to resume
+
+    with bind(job_id=record.job_id, input_uri=record.input_uri):
+        taken = submit.take_over(record.job_id, deps)
+        if taken is None:
+            return
+        report.note("resumed", record.job_id)
+        submit.advance(taken, deps)
+
+
+def _submit_waiting(waiting: list[InputRecord], deps: Deps, report: TickReport) -> None:
+    if not waiting:
+        return
+    room = jobs.budget(deps)
+    failure: errors.RetryableError | None = None
+    for record in sorted(waiting, key=lambda r: r.created_at):
+        with bind(job_id=record.job_id, input_uri=record.input_uri):
+            before = {job.slot for job in record.jobs if job.stage is JobStage.ACTIVE}
+            try:
+                after = jobs.submit_ready(record, deps, room)
+            except errors.RetryableError as exc:
+                report.count("errors")
+                log.warning("could not submit every job of %s this tick: %s", record.job_id, exc)
+                failure = failure or exc
+                continue
+        for job in after.jobs:
+            if job.stage is JobStage.ACTIVE and job.slot not in before:
+                report.note("submitted", f"{record.job_id}/{job.slot}")
+    if failure is not None:
+        raise failure
+
+
+def _sweep_if_due(deps: Deps, report: TickReport) -> list[InputRecord]:
+    """The records the inbox sweep created, for this tick's intake phase."""
+    if deps.settings.sweep_seconds is None:
+        return []
+    from batchbox import sweep
+
+    claimed = []
+    for job_id in sweep.sweep_if_due(deps):
+        report.note("swept", job_id)
+        if (record := deps.registry.get(job_id)) is not None:
+            claimed.append(record)
+    return claimed
+
+
+# --- Watchdog -------------------------------------------------------------------------------------
+
+
+def _watch(record: InputRecord, index: int, deps: Deps, report: TickReport) -> None:
+    settings = deps.settings
+    job = record.jobs[index]
+    if record.stage is not Stage.RUNNING or job.stage is not JobStage.ACTIVE:
+        return
+    if job.submitted_at is None:
+        return
+    now = deps.clock()
+    age = (now - job.submitted_at).total_seconds()
+    cancel_after, warn_after = settings.stall_cancel_seconds, settings.stall_warning_seconds
+    if cancel_after is not None and age > cancel_after and job.stall_cancelled_at is None:
+        _cancel_stalled(record, index, deps, report, age)
+    elif warn_after is not None and age > warn_after and job.stall_warned_at is None:
+        _warn_stalled(record, index, deps, report, age)
+
+
+def _mark(record: InputRecord, index: int, deps: Deps, name: str) -> InputRecord | None:
+    """Set the job's ``name`` timestamp once; None when another tick did it first."""
+    now = deps.clock()
+
+    def mark(current: InputRecord) -> InputRecord | None:
+        job = current.jobs[index]
+        if current.stage is not Stage.RUNNING or job.stage is not JobStage.ACTIVE:
+            return None
+        if getattr(job, name) is not None:
+            return None
+        return current.with_job(index, **{name: now})
+
+    return deps.registry.update(record.job_id, mark, known=record)
+
+
+def _warn_stalled(
+    record: InputRecord, index: int, deps: Deps, report: TickReport, age: float
+) -> None:
+    marked = _mark(record, index, deps, "stall_warned_at")
+    if marked is None:
+        return
+    job = marked.jobs[index]
+    report.note("stalled", record.job_id)
+    log.warning("job %s of input %s has been active for %.0fs", job.slot, record.job_id, age)
+    settings = deps.settings
+    now = deps.clock()
+    cancel_note = (
+        f"; it will be cancelled after {settings.stall_cancel_seconds}s"
+        if settings.stall_cancel_seconds
+        else ""
+    )
+    data = outcomes.event_data(
+        marked,
+        Outcome.STALLED,
+        state=str(job.vertex_state or VertexState.UNSPECIFIED),
+        timings=Timings(
+            received_at=marked.created_at,
+            submitted_at=job.submitted_at,
+            running_seconds=round(age, 3),
+        ),
+        error=JobError(
+            code="stalled",
+            message=f"job {job.vertex_job} active for {age:.0f}s, longer than "
+            f"BATCHBOX_STALL_WARNING_SECONDS={settings.stall_warning_seconds}{cancel_note}",
+        ),
+    )
+    outcomes.send(deps.publisher, settings, data, now)
+
+
+def _cancel_stalled(
+    record: InputRecord, index: int, deps: Deps, report: TickReport, age: float
+) -> None:
+    marked = _mark(record, index, deps, "stall_cancelled_at")
+    if marked is None:
+        return
+    job = marked.jobs[index]
+    assert job.vertex_job is not None
+    try:
+        deps.batch.cancel(job.vertex_job)
+    except errors.BatchboxError as exc:
+
+        def undo(current: InputRecord) -> InputRecord | None:
+            return current.with_job(index, stall_cancelled_at=None)
+
+        deps.registry.update(record.job_id, undo)  # the next tick tries again
+        log.warning("could not cancel stalled job %s: %s", job.vertex_job, exc)
+        return
+    report.note("cancelled", record.job_id)
+    log.error(
+        "cancelled job %s of input %s: active for %.0fs, longer than "
+        "BATCHBOX_STALL_CANCEL_SECONDS=%s",
+        job.vertex_job,
+        record.job_id,
+        age,
+        deps.settings.stall_cancel_seconds,
+    )
