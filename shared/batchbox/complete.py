@@ -549,6 +549,7 @@ def _lease(record: InputRecord, deps: Deps) -> InputRecord:
         return current.model_copy(update={"lease_until": now + PROCESS_LEASE})
 
     if (leased := deps.registry.update(record.job_id, take)) is not None:
+        log.info("post-processing input %s: %d job(s)", record.job_id, len(record.jobs))
         return leased
     current = deps.registry.get(record.job_id)
     if current is not None and current.result_event is not None:

@@ -160,6 +160,13 @@ class Service:
             start_new_session=True,  # its own process group: stop() reaches its children too
         )
 
+    def restart(self) -> None:
+        """Start the process again after it died (same argv, port and log file)."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self.start()
+
     def wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:

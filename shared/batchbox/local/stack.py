@@ -15,6 +15,8 @@ What runs, each in its own process group (so stopping it stops its children too)
 
 Pub/Sub push subscriptions deliver poll ticks to poll and job-finished messages to complete, as
 Pub/Sub triggers do; a thread of this process publishes the ticks (the Cloud Scheduler job).
+Another thread restarts a function whose process died, as the platform starts a new instance,
+and logs that it did.
 Once everything is ready the connection settings are written to ``.batchbox/local.env``; they are
 removed first thing on stop. A failing step, Ctrl-C or SIGTERM stops everything started so far.
 """
@@ -38,11 +40,15 @@ from typing import Any, Self
 
 from google.api_core import exceptions as api_exceptions
 
+from batchbox import logs
+
 from . import envfile, provision, services
 from .config import FUNCTION_NAMES, Ports, StackConfig
 from .provision import SubscriptionSpec
 from .scheduler import PollScheduler
 from .services import LOOPBACK, Service, ServiceError, ServiceGroup
+
+log = logs.get_logger("local.stack")
 
 VERTEX_EMULATOR_MODULE = "batchbox.vertex_emulator"
 BRIDGE_MODULE = "batchbox.local.bridge"
@@ -106,6 +112,7 @@ class LocalStack:
         self._ports: Ports | None = None
         self._group: ServiceGroup | None = None
         self._scheduler: PollScheduler | None = None
+        self._supervisor: FunctionSupervisor | None = None
         self._functions: list[Service] = []
         self._clients: dict[str, Any] = {}
         self._unclaimed: list[ReceivedEvent] = []
@@ -172,7 +179,21 @@ class LocalStack:
             interval=self.config.poll_interval,
         )
         self._scheduler.start()
+        self._supervisor = FunctionSupervisor(self._functions)
+        self._supervisor.start()
         self._write_env_file()
+
+    @property
+    def restarts(self) -> list[str]:
+        """The functions restarted after their process died, in order."""
+        return list(self._supervisor.restarted) if self._supervisor else []
+
+    def function_pid(self, name: str) -> int | None:
+        """The process id of function ``name`` now (it changes when it is restarted)."""
+        for service in self._functions:
+            if service.name == f"function {name}" and service.process is not None:
+                return service.process.pid
+        return None
 
     def _launch(self, parts: list[Service]) -> None:
         assert self._group is not None
@@ -199,6 +220,9 @@ class LocalStack:
             if self._env_written:
                 envfile.remove_env_file(self.env_file, owner_pid=os.getpid())
                 self._env_written = False
+            if self._supervisor is not None:
+                self._supervisor.stop()
+                self._supervisor = None
             if self._scheduler is not None:
                 self._scheduler.stop()
                 self._scheduler = None
@@ -519,6 +543,38 @@ class LocalStack:
         if "storage" in clients:
             with contextlib.suppress(Exception):
                 clients["storage"].close()
+
+
+class FunctionSupervisor:
+    """A daemon thread that starts a function again when its process dies (a crash, kill -9),
+    as Cloud Functions starts a new instance; each restart is logged and counted."""
+
+    def __init__(self, functions: list[Service], *, interval: float = 0.2) -> None:
+        self._functions = functions
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="function-supervisor", daemon=True)
+        self.restarted: list[str] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            for service in self._functions:
+                process = service.process
+                if process is None or process.poll() is None or self._stopped.is_set():
+                    continue
+                log.warning(
+                    "%s exited with code %s; starting it again", service.name, process.returncode
+                )
+                service.restart()
+                self.restarted.append(service.name)
 
 
 def _interrupt(functions: list[Service]) -> None:
