@@ -366,27 +366,43 @@ def graph(root: Module, modules: dict[str, Module] | None = None) -> Graph:
 
 
 def expand(
-    module: Module, expression: str, args: dict[str, Any] | None = None, depth: int = 6
+    module: Module, expression: str, args: dict[str, Any] | None = None, depth: int = 8
 ) -> str:
     """An expression with its locals (and, inside a module, its var.*) written out in place."""
-    text = _plain(expression)
+
+    def lookup(scope: dict[str, Any] | None, name: str, key: str | None) -> str | None:
+        if scope is None or name not in scope:
+            return None
+        value = scope[name]
+        if key is not None and isinstance(value, dict):
+            literal = re.fullmatch(r'\.(\w+)|\["(\w+)"\]', key)
+            if literal:
+                value = value.get(literal.group(1) or literal.group(2))
+            else:  # an index only known per instance: every value it may take
+                value = " | ".join(str(v) for v in value.values())
+        return value if isinstance(value, str) else None
+
+    def interpolated(scope: dict[str, Any] | None) -> Any:
+        def replace(match: re.Match[str]) -> str:
+            value = lookup(scope, match.group(1), match.group(2))
+            return match.group(0) if value is None else value.replace('\\"', '"')
+
+        return replace
+
+    def bare(scope: dict[str, Any] | None) -> Any:
+        def replace(match: re.Match[str]) -> str:
+            value = lookup(scope, match.group(1), match.group(2))
+            return match.group(0) if value is None else f"({_plain(value)})"
+
+        return replace
+
+    text = expression.replace('\\"', '"')
     for _ in range(depth):
-
-        def local(match: re.Match[str]) -> str:
-            value = module.locals.get(match.group(1))
-            return f"({_plain(value)})" if isinstance(value, str) else match.group(0)
-
-        def var(match: re.Match[str]) -> str:
-            if (
-                args is None
-                or match.group(1) not in args
-                or not isinstance(args[match.group(1)], str)
-            ):
-                return match.group(0)
-            return f"({_plain(args[match.group(1)])})"
-
-        new = re.sub(r"(?<![\w.])local\.(\w+)", local, text)
-        new = re.sub(r"(?<![\w.])var\.(\w+)", var, new)
+        new = text
+        for kind, scope in (("local", module.locals), ("var", args)):
+            key = r"(\.\w+|\[[^\]]+\])?"
+            new = re.sub(rf"\$\{{{kind}\.(\w+){key}\}}", interpolated(scope), new)
+            new = re.sub(rf"(?<![\w.]){kind}\.(\w+){key}", bare(scope), new)
         if new == text:
             break
         text = new
