@@ -301,11 +301,11 @@ DEPLOYER_NEEDS = {
 
 
 def deployer_roles() -> list[str]:
-    """The roles listed under "### Deployer roles" in infra/README.md."""
+    """The roles listed (one bullet each) under "### Deployer roles" in infra/README.md."""
     text = (INFRA / "README.md").read_text(encoding="utf-8")
     match = re.search(r"^### Deployer roles\n(.*?)(?=^#)", text, re.MULTILINE | re.DOTALL)
     assert match, "infra/README.md needs a '### Deployer roles' section"
-    return re.findall(r"`(roles/[\w.]+)`", match.group(1))
+    return re.findall(r"^- `(roles/[\w.]+)`", match.group(1), re.MULTILINE)
 
 
 def test_the_deployer_roles_allow_everything_the_configuration_creates(root: Module) -> None:
