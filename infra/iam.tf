@@ -81,8 +81,9 @@ locals {
   }
 }
 
-# A destroyed custom role is kept deleted for a while and its id cannot be reused; the provider
-# undeletes it when the same role_id is created again.
+# A destroyed custom role stays soft-deleted for 7 days, and the provider undeletes it when the
+# same role_id is created again in that time; from day 7 to day 37 the id cannot be used at all
+# (README, "Tear down").
 resource "google_project_iam_custom_role" "batch_jobs" {
   for_each    = local.batch_job_permissions
   project     = var.project_id
