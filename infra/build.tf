@@ -35,14 +35,28 @@ resource "google_artifact_registry_repository_iam_member" "build_writer" {
   member     = google_service_account.build.member
 }
 
-resource "google_storage_bucket_iam_member" "build_reads_sources" {
-  bucket = google_storage_bucket.sources.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.build.member
+# Cloud Functions copies each bundle from the sources bucket into a bucket of its own,
+# gcf-v2-sources-<project number>-<region> (its service agent reads ours), and the build
+# downloads it from there as the build account. That bucket is created by the first deploy, so
+# the grant is project-level, narrowed by a condition to that one bucket and its objects.
+locals {
+  gcf_sources_bucket = "projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}"
+}
+
+resource "google_project_iam_member" "build_reads_function_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = google_service_account.build.member
+  condition {
+    title       = "gcf-v2-sources-only"
+    description = "The bucket Cloud Functions copies batchbox's function sources to."
+    expression  = "resource.name == \"${local.gcf_sources_bucket}\" || resource.name.startsWith(\"${local.gcf_sources_bucket}/\")"
+  }
 }
 
 resource "google_project_iam_member" "build_logs" {
-  project = var.project_id
-  role    = "roles/logging.logWriter"
-  member  = google_service_account.build.member
+  project    = var.project_id
+  role       = "roles/logging.logWriter"
+  member     = google_service_account.build.member
+  depends_on = [google_project_service.apis]
 }

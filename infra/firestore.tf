@@ -6,7 +6,7 @@
 
 resource "google_firestore_database" "registry" {
   project     = var.project_id
-  name        = var.firestore_database
+  name        = local.firestore_database
   location_id = coalesce(var.firestore_location, var.region)
   type        = "FIRESTORE_NATIVE"
   # Transactions lock what they read: two pollers updating one job serialise instead of racing.

@@ -17,6 +17,40 @@ locals {
   }
 }
 
+# Grants reach every Google service only after a while, and the first deploy is when that
+# matters: the build reads its source as the build account, Eventarc checks that the Cloud
+# Storage service agent may publish when it creates submit's trigger, and a new project's
+# service agents are still being set up. The provider's own examples wait 60 s for the build
+# grants; Eventarc asks for a few minutes. Every function waits for every grant made here.
+resource "time_sleep" "iam_propagation" {
+  create_duration = var.iam_propagation_wait
+
+  depends_on = [
+    google_project_service.apis,
+    google_project_service_identity.pubsub,
+    google_project_service_identity.aiplatform,
+    # builds
+    google_artifact_registry_repository_iam_member.build_writer,
+    google_project_iam_member.build_reads_function_sources,
+    google_project_iam_member.build_logs,
+    # triggers
+    google_project_iam_member.gcs_publishes_events,
+    google_project_iam_member.trigger_event_receiver,
+    google_service_account_iam_member.pubsub_mints_trigger_tokens,
+    google_pubsub_topic_iam_member.dead_letter_publisher,
+    # the functions at run time, and the Vertex AI service agent their jobs run as
+    google_storage_bucket_iam_member.submit_reads_inbox,
+    google_storage_bucket_iam_member.complete_reads_output,
+    google_storage_bucket_iam_member.writes_output_prefix,
+    google_project_iam_member.registry_user,
+    google_project_iam_member.batch_jobs,
+    google_pubsub_topic_iam_member.publishes_results,
+    google_pubsub_topic_iam_member.poll_publishes_job_finished,
+    google_storage_bucket_iam_member.vertex_reads_output,
+    google_storage_bucket_iam_member.vertex_writes_output_prefix,
+  ]
+}
+
 module "submit" {
   source                = "./modules/function"
   project_id            = var.project_id
@@ -34,7 +68,7 @@ module "submit" {
   function_config       = var.submit_function
   ingress_settings      = var.ingress_settings
   trigger_config = {
-    service_account_email = google_service_account.trigger.email
+    service_account_email = google_service_account.trigger["submit"].email
     storage = {
       bucket = google_storage_bucket.inbox.name
       # The inbox is single-region or dual-/multi-region; Eventarc listens where the bucket is.
@@ -45,20 +79,7 @@ module "submit" {
     }
   }
 
-  depends_on = [
-    google_storage_bucket_iam_member.submit_reads_inbox,
-    google_storage_bucket_iam_member.writes_output_prefix,
-    google_project_iam_member.registry_user,
-    google_project_iam_member.vertex_user,
-    google_pubsub_topic_iam_member.publishes_results,
-    google_storage_bucket_iam_member.vertex_reads_output,
-    google_storage_bucket_iam_member.vertex_writes_output_prefix,
-    google_project_iam_member.trigger_event_receiver,
-    google_project_iam_member.gcs_publishes_events,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_reads_sources,
-    google_project_iam_member.build_logs,
-  ]
+  depends_on = [time_sleep.iam_propagation]
 }
 
 module "poll" {
@@ -79,7 +100,7 @@ module "poll" {
   ingress_settings      = var.ingress_settings
   pubsub_service_agent  = google_project_service_identity.pubsub.email
   trigger_config = {
-    service_account_email = google_service_account.trigger.email
+    service_account_email = google_service_account.trigger["poll"].email
     pubsub = {
       topic             = google_pubsub_topic.poll.id
       dead_letter_topic = google_pubsub_topic.dead_letter["poll"].id
@@ -94,17 +115,7 @@ module "poll" {
     }
   }
 
-  depends_on = [
-    google_project_iam_member.registry_user,
-    google_project_iam_member.vertex_user,
-    google_pubsub_topic_iam_member.publishes_results,
-    google_pubsub_topic_iam_member.poll_publishes_job_finished,
-    google_pubsub_topic_iam_member.dead_letter_publisher,
-    google_service_account_iam_member.pubsub_mints_trigger_tokens,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_reads_sources,
-    google_project_iam_member.build_logs,
-  ]
+  depends_on = [time_sleep.iam_propagation]
 }
 
 module "complete" {
@@ -125,7 +136,7 @@ module "complete" {
   ingress_settings      = var.ingress_settings
   pubsub_service_agent  = google_project_service_identity.pubsub.email
   trigger_config = {
-    service_account_email = google_service_account.trigger.email
+    service_account_email = google_service_account.trigger["complete"].email
     pubsub = {
       topic                      = google_pubsub_topic.job_finished.id
       dead_letter_topic          = google_pubsub_topic.dead_letter["job_finished"].id
@@ -138,15 +149,5 @@ module "complete" {
     }
   }
 
-  depends_on = [
-    google_storage_bucket_iam_member.complete_reads_output,
-    google_storage_bucket_iam_member.writes_output_prefix,
-    google_project_iam_member.registry_user,
-    google_pubsub_topic_iam_member.publishes_results,
-    google_pubsub_topic_iam_member.dead_letter_publisher,
-    google_service_account_iam_member.pubsub_mints_trigger_tokens,
-    google_artifact_registry_repository_iam_member.build_writer,
-    google_storage_bucket_iam_member.build_reads_sources,
-    google_project_iam_member.build_logs,
-  ]
+  depends_on = [time_sleep.iam_propagation]
 }

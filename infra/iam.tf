@@ -1,14 +1,17 @@
 # Who may do what. Bindings sit on the narrowest resource that exists: a bucket (narrowed to
 # the output prefix by a condition), a topic, the registry database (by condition); only
 # Vertex AI and Eventarc, which have no resource-level IAM for what batchbox does, get
-# project-level roles.
+# project-level roles, and Vertex AI's is a custom role with the batch-job calls alone.
 #
-#   function   reads              writes                        publishes to     Vertex AI
-#   submit     inbox              output/<prefix>               results          create, get, list
+#   function   reads              writes                        publishes to     batch jobs
+#   submit     inbox              output/<prefix>               results          create, list
 #   poll       -                  -                             job-finished,    create, get, list,
 #                                                               results          cancel
 #   complete   output             output/<prefix>               results          -
 #   (all three read and write the job registry)
+#
+# tests/infra/test_permissions.py derives these calls from the adapters and checks the roles
+# below allow exactly them.
 
 locals {
   # Object names under the output prefix, as IAM conditions see them.
@@ -59,11 +62,42 @@ resource "google_project_iam_member" "registry_user" {
   }
 }
 
-# Batch prediction jobs have no resource-level IAM: submit and poll create, poll cancels.
-resource "google_project_iam_member" "vertex_user" {
-  for_each = toset(["submit", "poll"])
+# Batch prediction jobs have no resource-level IAM, and roles/aiplatform.user would allow
+# every other Vertex AI call too (endpoints, models, datasets, ...): a custom role per function
+# with the calls its code makes. submit creates a job after looking it up by display name;
+# poll also reads and cancels jobs (and submits queued ones).
+locals {
+  batch_job_permissions = {
+    submit = [
+      "aiplatform.batchPredictionJobs.create",
+      "aiplatform.batchPredictionJobs.list",
+    ]
+    poll = [
+      "aiplatform.batchPredictionJobs.cancel",
+      "aiplatform.batchPredictionJobs.create",
+      "aiplatform.batchPredictionJobs.get",
+      "aiplatform.batchPredictionJobs.list",
+    ]
+  }
+}
+
+# A destroyed custom role stays soft-deleted for 7 days, and the provider undeletes it when the
+# same role_id is created again in that time; from day 7 to day 37 the id cannot be used at all
+# (README, "Tear down").
+resource "google_project_iam_custom_role" "batch_jobs" {
+  for_each    = local.batch_job_permissions
+  project     = var.project_id
+  role_id     = "${replace(local.prefix, "-", "_")}_${each.key}_batch_jobs"
+  title       = "batchbox ${each.key}: batch prediction jobs"
+  description = "The Vertex AI batch prediction calls the batchbox ${each.key} function makes."
+  permissions = each.value
+  depends_on  = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "batch_jobs" {
+  for_each = local.batch_job_permissions
   project  = var.project_id
-  role     = "roles/aiplatform.user"
+  role     = google_project_iam_custom_role.batch_jobs[each.key].name
   member   = local.function_members[each.key]
 }
 
@@ -84,15 +118,19 @@ resource "google_pubsub_topic_iam_member" "poll_publishes_job_finished" {
 # Triggers
 
 # Eventarc delivers only to identities holding this role; it exists at project level only.
+# Only submit's trigger is Eventarc's (poll and complete are pushed to by subscriptions).
 resource "google_project_iam_member" "trigger_event_receiver" {
-  project = var.project_id
-  role    = "roles/eventarc.eventReceiver"
-  member  = google_service_account.trigger.member
+  project    = var.project_id
+  role       = "roles/eventarc.eventReceiver"
+  member     = google_service_account.trigger["submit"].member
+  depends_on = [google_project_service.apis]
 }
 
-# Pub/Sub mints the OIDC tokens of its push requests as the trigger identity.
+# Pub/Sub mints the OIDC tokens of its push requests (ours, and those of the subscription
+# Eventarc creates for submit) as each trigger identity.
 resource "google_service_account_iam_member" "pubsub_mints_trigger_tokens" {
-  service_account_id = google_service_account.trigger.name
+  for_each           = local.functions
+  service_account_id = google_service_account.trigger[each.key].name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = "serviceAccount:${google_project_service_identity.pubsub.email}"
 }
@@ -100,9 +138,10 @@ resource "google_service_account_iam_member" "pubsub_mints_trigger_tokens" {
 # Cloud Storage publishes the inbox's object events to the transport topic Eventarc creates and
 # names itself, so the grant cannot be narrowed to a topic.
 resource "google_project_iam_member" "gcs_publishes_events" {
-  project = var.project_id
-  role    = "roles/pubsub.publisher"
-  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+  project    = var.project_id
+  role       = "roles/pubsub.publisher"
+  member     = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+  depends_on = [google_project_service.apis]
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -22,9 +22,11 @@ locals {
     "storage.googleapis.com",
   ]
 
-  prefix          = var.name_prefix
-  vertex_location = coalesce(var.vertex_location, var.region)
-  bucket_location = coalesce(var.bucket_location, var.region)
+  prefix = var.name_prefix
+  # One registry per deployment: two deployments in one project (name_prefix apart) share none.
+  firestore_database = coalesce(var.firestore_database, "${local.prefix}-registry")
+  vertex_location    = coalesce(var.vertex_location, var.region)
+  bucket_location    = coalesce(var.bucket_location, var.region)
   bucket_names = {
     inbox   = coalesce(var.inbox_bucket_name, "${var.project_id}-${local.prefix}-inbox")
     output  = coalesce(var.output_bucket_name, "${var.project_id}-${local.prefix}-output")
@@ -63,8 +65,10 @@ locals {
   function_environment = merge(var.extra_environment_variables, local.settings_environment)
 }
 
+# The project number names the bucket Cloud Functions copies function sources to (build.tf).
 data "google_project" "this" {
   project_id = var.project_id
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_project_service" "apis" {

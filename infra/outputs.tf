@@ -55,9 +55,9 @@ output "functions" {
   }
 }
 
-output "trigger_service_account" {
-  description = "Identity Eventarc and the Pub/Sub push subscriptions invoke the functions as."
-  value       = google_service_account.trigger.email
+output "trigger_service_accounts" {
+  description = "Identity each function's trigger (Eventarc for submit, a Pub/Sub push subscription for poll and complete) invokes it as, by function."
+  value       = { for name, account in google_service_account.trigger : name => account.email }
 }
 
 output "environment" {

@@ -9,10 +9,9 @@ resource "google_cloud_scheduler_job" "poll" {
   schedule    = var.poll_schedule
   time_zone   = var.poll_time_zone
 
-  # A failed publish is not retried: the next tick is never far away.
-  retry_config {
-    retry_count = 0
-  }
+  # No retry_config: Cloud Scheduler does not retry a failed run unless asked (retry_count
+  # defaults to 0, and the provider does not even send a 0), which suits a tick whose next one
+  # is never far away.
 
   pubsub_target {
     topic_name = google_pubsub_topic.poll.id

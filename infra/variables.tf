@@ -23,9 +23,9 @@ variable "name_prefix" {
   type        = string
   default     = "batchbox"
   validation {
-    # Service account ids are 6-30 characters; the longest suffix used is "-complete".
-    condition     = can(regex("^[a-z][a-z0-9-]{2,19}$", var.name_prefix))
-    error_message = "name_prefix must be 3-20 lowercase letters, digits or hyphens, starting with a letter."
+    # Service account ids are 6-30 characters; the longest suffix used is "-complete-trigger".
+    condition     = can(regex("^[a-z][a-z0-9-]{1,11}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-13 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
   }
 }
 
@@ -33,6 +33,16 @@ variable "labels" {
   description = "Labels added to every resource that takes labels."
   type        = map(string)
   default     = { app = "batchbox" }
+}
+
+variable "iam_propagation_wait" {
+  description = "How long the first apply waits after the APIs, service agents and IAM grants are in place before creating the functions (a duration in seconds, e.g. \"120s\"). Later applies do not wait again."
+  type        = string
+  default     = "120s"
+  validation {
+    condition     = can(regex("^[0-9]+s$", var.iam_propagation_wait))
+    error_message = "iam_propagation_wait must be whole seconds, such as \"120s\"."
+  }
 }
 
 variable "enable_apis" {
@@ -122,9 +132,13 @@ variable "force_destroy" {
 # Job registry
 
 variable "firestore_database" {
-  description = "Firestore (native mode) database holding the job registry (BATCHBOX_FIRESTORE_DATABASE). A dedicated database keeps IAM scoped to it."
+  description = "Firestore (native mode) database holding the job registry (BATCHBOX_FIRESTORE_DATABASE). Defaults to <name_prefix>-registry, so two deployments in one project keep separate registries. A dedicated database keeps IAM scoped to it."
   type        = string
-  default     = "batchbox"
+  default     = null
+  validation {
+    condition     = var.firestore_database == null || can(regex("^[a-z][a-z0-9-]{2,61}[a-z0-9]$", var.firestore_database))
+    error_message = "firestore_database must be 4-63 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
+  }
 }
 
 variable "firestore_location" {
