@@ -59,11 +59,16 @@ class Case:
     says: str  # a substring of the error's message
     line: int | None = -1  # -1: the last line of the file
     limits: Limits | None = None
+    never: str | None = None  # a substring the message must not have
 
 
-def case(id: str, request: Any, code: str, path: str, says: str) -> Case:
+def case(id: str, request: Any, code: str, path: str, says: str, never: str | None = None) -> Case:
     """A one-line file holding ``request``."""
-    return Case(id, (line(request),), code, path, says)
+    return Case(id, (line(request),), code, path, says, never=never)
+
+
+def safety(category: str, threshold: str) -> dict[str, Any]:
+    return text_request(safetySettings=[{"category": category, "threshold": threshold}])
 
 
 CASES = [
@@ -468,13 +473,57 @@ CASES = [
         "did you mean 'HARM_CATEGORY_HATE_SPEECH'?",
     ),
     case(
-        "unknown threshold",
-        text_request(
-            safetySettings=[{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ALL"}]
-        ),
+        "the strictest threshold is not 'BLOCK_NONE'",
+        safety("HARM_CATEGORY_HARASSMENT", "BLOCK_ALL"),
         "invalid_enum",
         "request.safetySettings[0].threshold",
-        "'BLOCK_NONE'",
+        "Fix: use one of 'BLOCK_LOW_AND_ABOVE', 'BLOCK_MEDIUM_AND_ABOVE', 'BLOCK_NONE'",
+        never="did you mean",
+    ),
+    case(
+        "an unknown category is not another category",
+        safety("HARM_CATEGORY_VIOLENCE", "BLOCK_NONE"),
+        "invalid_enum",
+        "request.safetySettings[0].category",
+        "Fix: use one of 'HARM_CATEGORY_CIVIC_INTEGRITY'",
+        never="did you mean",
+    ),
+    case(
+        "threshold with other separators",
+        safety("HARM_CATEGORY_HARASSMENT", "block-none"),
+        "invalid_enum",
+        "request.safetySettings[0].threshold",
+        "did you mean 'BLOCK_NONE'?",
+    ),
+    case(
+        "misspelt category",
+        safety("HARM_CATEGORY_HARRASMENT", "BLOCK_NONE"),
+        "invalid_enum",
+        "request.safetySettings[0].category",
+        "did you mean 'HARM_CATEGORY_HARASSMENT'?",
+    ),
+    case(
+        "a threshold of another word",
+        safety("HARM_CATEGORY_HARASSMENT", "BLOCK_ONLY_LOW"),
+        "invalid_enum",
+        "request.safetySettings[0].threshold",
+        "Fix: use one of",
+        never="did you mean",
+    ),
+    case(
+        "a field of another word",
+        config(topN=3),
+        "unknown_field",
+        "request.generationConfig.topN",
+        "remove 'topN'",
+        never="did you mean",
+    ),
+    case(
+        "misspelt snake_case field",
+        config(max_output_token=3),
+        "unknown_field",
+        "request.generationConfig.max_output_token",
+        "did you mean 'max_output_tokens'?",
     ),
     case(
         "safety setting without threshold",
@@ -672,6 +721,8 @@ def test_malformed_input_is_reported_precisely(case: Case) -> None:
     ]
     assert matching, [error.message() for error in report.errors]
     assert case.says in matching[0].message()
+    if case.never is not None:
+        assert case.never not in matching[0].message()
     assert not report.ok
     assert not report.fatal
 
