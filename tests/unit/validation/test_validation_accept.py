@@ -157,6 +157,10 @@ ACCEPTED: dict[str, Any] = {
         "cachedContent": "projects/p/locations/us-central1/cachedContents/123",
         "model": "publishers/google/models/gemini-2.5-flash",
     },
+    "labels with international characters, as Google Cloud's label rules allow": {
+        "contents": [user({"text": "Hi"})],
+        "labels": {"team": "données", "équipe": "日本", "größe": "ß-2"},
+    },
     "thoughts echoed back": {
         "contents": [
             user({"text": "Plan it"}),

@@ -598,6 +598,27 @@ CASES = [
         "lower-case the key",
     ),
     case(
+        "label key starting with a digit",
+        text_request(labels={"2024": "q1"}),
+        "invalid_label_key",
+        'request.labels["2024"]',
+        "start the key with a lowercase letter",
+    ),
+    case(
+        "label value with a capital international letter",
+        text_request(labels={"équipe": "Données"}),
+        "invalid_label_value",
+        "request.labels.équipe",
+        "lower-case the value ('données')",
+    ),
+    case(
+        "label value over 127 bytes",
+        text_request(labels={"team": "日" * 43}),
+        "invalid_label_value",
+        "request.labels.team",
+        "at most 63 characters and 127 bytes",
+    ),
+    case(
         "label value with a space",
         text_request(labels={"team": "deep research"}),
         "invalid_label_value",
