@@ -8,6 +8,8 @@ from typing import Any
 # A report lists at most this many errors per line, so one hostile line (a list of a million
 # nulls) cannot crowd out the errors of every other line.
 MAX_ERRORS_PER_LINE = 20
+# Errors of a file that is not JSON Lines at all (nothing in it was read as a request).
+_NOT_JSON_LINES = frozenset({"json_array", "not_jsonl", "invalid_utf8"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +115,17 @@ class ValidationReport:
     def render_text(self, *, source: str) -> str:
         """A plain-text report for people: a summary, one line per error, and what to do."""
         lines = [f"Validation report for {source}", "", self._verdict(), ""]
-        lines.append(
-            f"Lines: {_count(self.lines_total, 'request')} ({self.lines_valid} valid, "
-            f"{self.lines_invalid} invalid), {_count(self.blank_lines, 'blank line')} skipped; "
-            f"{_count(self.bytes_read, 'byte')} read."
-        )
+        if self._not_json_lines():
+            lines.append(
+                f"Lines: none read as requests: the file is not JSON Lines; "
+                f"{_count(self.bytes_read, 'byte')} read."
+            )
+        else:
+            lines.append(
+                f"Lines: {_count(self.lines_total, 'request')} ({self.lines_valid} valid, "
+                f"{self.lines_invalid} invalid), {_count(self.blank_lines, 'blank line')} "
+                f"skipped; {_count(self.bytes_read, 'byte')} read."
+            )
         if self.id_field is not None:
             lines.append(f"Lines are identified by the top-level key {self.id_field!r}.")
         if self.errors:
@@ -129,6 +137,13 @@ class ValidationReport:
             lines += [f"  {error.message()}" for error in self.errors]
         lines += ["", *self._advice()]
         return "\n".join(lines) + "\n"
+
+    def _not_json_lines(self) -> bool:
+        return (
+            self.fatal
+            and self.bytes_read > 0
+            and any(error.line is None and error.code in _NOT_JSON_LINES for error in self.errors)
+        )
 
     def _verdict(self) -> str:
         if self.ok:

@@ -100,6 +100,7 @@ class FileValidator:
                     self._too_many_lines()
                     break
                 if total == 1 and data is not None and self._not_jsonl(bytes(data)):
+                    self._lines_total = 0  # not a request: the file is not JSON Lines at all
                     break
                 valid = check_line(number, data, size)
                 if valid is not None:
@@ -203,12 +204,14 @@ class FileValidator:
         data = bytes(view)
         found, allowed, fix, code = _json_error(data, exc)
         if self._lines_valid == 0 and self._lines_total == 1 and _opens_document(data):
+            self._lines_total = 0  # not a request: the file is not JSON Lines at all
             self._file_error(
                 "not_jsonl",
                 "a JSON document spread over several lines",
-                "JSONL: one complete JSON object per line",
-                "write each request on a single line (e.g. json.dumps(obj) per line, "
-                "without indent)",
+                "JSON Lines (JSONL): batch input is one complete JSON object per line",
+                "write each request on one line: jq -c . in.json > in.jsonl converts a "
+                "pretty-printed object (or a stream of them); in Python, write json.dumps(obj) "
+                "+ '\\n' per request, without indent",
             )
         else:
             self._checker.fail("", code, found, allowed, fix)
@@ -274,9 +277,10 @@ class FileValidator:
             self._file_error(
                 "json_array",
                 "a JSON array (the file starts with '[')",
-                "JSONL: one JSON object per line, not an array of objects",
-                "write each element of the array on its own line, without the brackets and "
-                "commas between them",
+                "JSON Lines (JSONL): batch input is one JSON object per line, with no array "
+                "around them",
+                "convert the array to one element per line: jq -c '.[]' in.json > in.jsonl; "
+                "in Python, for item in json.load(src): out.write(json.dumps(item) + '\\n')",
             )
             return True
         if data.startswith(_UTF16_BOMS):
