@@ -18,6 +18,11 @@ from batchbox.keys import LINE_LABEL
 from batchbox.validation import FileValidator, Limits
 
 DEFAULTS = Limits()
+DESCRIPTION = (
+    "batchbox: check Vertex AI batch input files before they are uploaded, exactly as the "
+    "submit function will. Exit status: 0 when every file is valid, 1 when one is not, 2 for a "
+    "usage error."
+)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -55,7 +60,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="batchbox", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="batchbox", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     validate = commands.add_parser("validate", help="check batch input files before uploading them")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")

@@ -44,3 +44,14 @@ def test_console_script_runs(tmp_path: Path) -> None:
         [sys.executable, "-m", "batchbox.cli", "validate", str(path)], capture_output=True
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"]])
+def test_help_is_plain_text(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: batchbox")
+    assert "``" not in out
+    assert ":class:" not in out
