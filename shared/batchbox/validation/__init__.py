@@ -13,6 +13,10 @@ Decisions where Vertex AI's behaviour is undocumented or disputed:
   count them. A UTF-8 byte order mark at the start is skipped; CRLF line ends are accepted.
 - ``role`` may be omitted only in a single-turn request; in a multi-turn request every turn
   needs ``"user"`` or ``"model"``. ``"system"`` is refused with a pointer to systemInstruction.
+- ``contents`` may be one turn object instead of a list, as ``parts`` may be one part: Vertex
+  AI's own REST examples send ``"contents": {"role": "USER", "parts": {...}}``. A file keeps one
+  form per key (a table column has one type), so mixing a list and an object across lines is
+  refused.
 - Object names ending in ``.jsonl`` or ``.json`` are accepted (the content check catches JSON
   arrays and pretty-printed documents); any other name is refused.
 - ``fileData.fileUri`` may be ``gs://bucket/object`` or any http(s) URL (YouTube and public

@@ -224,9 +224,13 @@ def _check_contents(checker: LineChecker, value: object, field: Field, path: str
     item = field.item
     assert item is not None
     if type(value) is not list or not value:  # no size limit but "not empty" (see _bind)
-        _check_list(checker, value, field, path)
+        _check_turns(checker, value, field, path)
         return
     types = checker.types
+    if types is not None:  # checker.track(field, "array", path), its lookup inlined
+        seen = types.get(field)
+        if seen is None or seen[0] != "array":
+            checker.track(field, "array", path)
     parts_field = _CONTENT_PARTS
     for index, content in enumerate(value):
         if type(content) is dict:
@@ -259,6 +263,24 @@ def _check_contents(checker: LineChecker, value: object, field: Field, path: str
             messages.null_element(checker, f"{path}[{index}]")
         else:
             item.check(checker, content, item, f"{path}[{index}]")
+
+
+def _check_turns(checker: LineChecker, value: object, field: Field, path: str) -> None:
+    """request.contents without the fast path: a list of Content, or one Content object.
+
+    One turn may be given as an object, as Vertex AI's own REST examples write it (and as
+    Content.parts may be one Part); like parts, a file must keep one form, a table column
+    having one type.
+    """
+    if type(value) is dict:
+        checker.track(field, "object", path)
+        item = field.item
+        assert item is not None
+        item.check(checker, value, item, path)
+        return
+    if type(value) is list:
+        checker.track(field, "array", path)
+    _check_list(checker, value, field, path)
 
 
 def _check_system_instruction(checker: LineChecker, value: object, field: Field, path: str) -> None:

@@ -96,11 +96,25 @@ CASES = [
     ),
     case("empty contents", {"contents": []}, "empty_list", "request.contents", "at least 1"),
     case(
-        "contents as an object",
-        {"contents": USER},
+        "contents as a string",
+        {"contents": "Hi"},
         "wrong_type",
         "request.contents",
-        "write contents as a list of turns",
+        "one turn may also be written as an object on its own",
+    ),
+    Case(
+        "contents object after contents array",
+        (line(), line({"contents": USER})),
+        "type_mismatch_across_lines",
+        "request.contents",
+        "an object here, while line 1 had an array",
+    ),
+    Case(
+        "contents array after contents object",
+        (line({"contents": USER}), line()),
+        "type_mismatch_across_lines",
+        "request.contents",
+        "an array here, while line 1 had an object",
     ),
     case(
         "no contents",
