@@ -35,6 +35,34 @@ def missing_request(checker: LineChecker, record: dict[str, Any]) -> None:
     checker.fail("", "missing_request", found, 'a "request" key holding an object', fix)
 
 
+def encoded_twice(checker: LineChecker, value: object, path: str) -> bool:
+    """Report a string that holds a JSON object (a line or a request encoded twice)."""
+    if type(value) is not str or not value.lstrip().startswith("{"):
+        return False
+    try:
+        inner = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    if type(inner) is not dict:
+        return False
+    what = "request" if path else "line"
+    fix = (
+        'write the request object itself under "request", not json.dumps(request): encode '
+        'the whole line once, e.g. json.dumps({"request": request}) where request is a dict'
+        if path
+        else "write the object itself on the line: call json.dumps once per line (the line "
+        "was encoded twice, e.g. json.dumps(json.dumps(record)))"
+    )
+    checker.fail(
+        path,
+        f"{what}_is_json_string",
+        f"a string holding JSON ({describe(value)}): the {what} was encoded twice",
+        "a JSON object, not a string",
+        fix,
+    )
+    return True
+
+
 def bad_part(checker: LineChecker, part: object, path: str) -> None:
     if part is None:
         null_element(checker, path)

@@ -48,6 +48,8 @@ _LIST_KINDS = (schema.LIST, schema.PARTS)
 def check_request(checker: LineChecker, request: object, path: str = "request") -> None:
     """Check one GenerateContentRequest (the value of a line's ``request`` key)."""
     if type(request) is not dict:
+        if messages.encoded_twice(checker, request, path):
+            return
         checker.fail(
             path,
             "wrong_type",
@@ -63,6 +65,8 @@ def check_request(checker: LineChecker, request: object, path: str = "request") 
 def check_record(checker: LineChecker, record: object) -> None:
     """Check one parsed line: a top-level object with ``request`` plus any extra keys."""
     if type(record) is not dict:
+        if messages.encoded_twice(checker, record, ""):
+            return
         checker.fail(
             "",
             "not_an_object",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import collections
 import re
 from collections.abc import Iterator
@@ -363,12 +364,37 @@ def _json_error(data: bytes, exc: orjson.JSONDecodeError) -> tuple[str, str, str
             "allow_nan=False; replace such values before writing the file)",
             "non_finite_number",
         )
+    if _python_literal(text):
+        return (
+            "a Python dict written with str() or repr() (single quotes, True, False or None)",
+            "JSON: double-quoted strings, true, false and null",
+            "write each line with json.dumps(record), not str(record), repr(record) or "
+            "print(record)",
+            "python_repr",
+        )
     return (
         f"invalid JSON: {exc.msg} at column {exc.colno}",
         "one complete JSON object per line",
         "fix the JSON syntax of this line (a JSON encoder such as json.dumps never produces this)",
         "invalid_json",
     )
+
+
+# A line longer than this is not tried as a Python literal: the hint is for the usual mistake
+# (print(record) of a small dict), and a hostile file must not make every bad line costly.
+_MAX_LITERAL_CHARS = 64 * 1024
+
+
+def _python_literal(text: str) -> bool:
+    """Whether a line that is not JSON is a Python dict literal (what str(dict) prints)."""
+    text = text.strip()
+    if not text.startswith("{") or len(text) > _MAX_LITERAL_CHARS:
+        return False
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return type(value) is dict
 
 
 def validate_request(obj: Any, *, path: str = "request") -> list[LineError]:

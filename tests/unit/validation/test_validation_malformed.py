@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 
 from batchbox.validation import Limits
@@ -660,6 +661,27 @@ CASES = [
         "missing_request",
         "",
         '{"request": {"contents": [...], ...}}',
+    ),
+    Case(
+        "Python dict repr",
+        (line(), str(line(id=1, flag=True, note=None)).encode()),
+        "python_repr",
+        "",
+        "write each line with json.dumps(record), not str(record)",
+    ),
+    Case(
+        "request encoded as a JSON string",
+        (line(), {"request": orjson.dumps(text_request()).decode()}),
+        "request_is_json_string",
+        "request",
+        "the request was encoded twice",
+    ),
+    Case(
+        "line encoded as a JSON string",
+        (line(), orjson.dumps(orjson.dumps(line()).decode())),
+        "line_is_json_string",
+        "",
+        "call json.dumps once per line",
     ),
     Case(
         "request as a string",
