@@ -107,13 +107,19 @@ def mime_type_problem(text: str) -> Problem | None:
 
 _GCS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]/.+", re.DOTALL)
 _HTTP_URL = re.compile(r"https?://[^/\s?#]+[^\s]*", re.IGNORECASE)
+# A file uploaded with the Gemini Developer API's Files service (client.files.upload), e.g.
+# https://generativelanguage.googleapis.com/v1beta/files/abc123: Vertex AI cannot read it.
+_DEVELOPER_API_FILE = re.compile(
+    r"https?://generativelanguage\.googleapis\.com/(?:[^?#]*/)?files/", re.IGNORECASE
+)
 
 
 def file_uri_problem(text: str) -> Problem | None:
     """A Cloud Storage object (``gs://bucket/object``) or an http(s) URL.
 
     Vertex AI reads ``fileData`` from Cloud Storage, from public YouTube URLs and from publicly
-    readable HTTP(S) URLs, so any http(s) URL is accepted; other schemes are refused.
+    readable HTTP(S) URLs, so an http(s) URL is accepted, except one of the Gemini Developer
+    API's Files service, which only that API can read; other schemes are refused.
     """
     if text.startswith("gs://"):
         if _GCS_URI.fullmatch(text):
@@ -124,6 +130,15 @@ def file_uri_problem(text: str) -> Problem | None:
             "point fileUri at an object, e.g. 'gs://my-bucket/images/cat.png'",
         )
     if _HTTP_URL.fullmatch(text):
+        if _DEVELOPER_API_FILE.match(text):
+            return Problem(
+                "gemini_api_file_uri",
+                "a Cloud Storage URI (gs://bucket/object) or a public http(s) URL: a file of the "
+                "Gemini Developer API's Files service can be read only by that API, not by "
+                "Vertex AI",
+                "upload the file to Cloud Storage (e.g. gcloud storage cp FILE gs://BUCKET/) and "
+                "use its gs:// URI as fileUri",
+            )
         return None
     return Problem(
         "invalid_uri",

@@ -216,6 +216,20 @@ CASES = [
         "upload local files to Cloud Storage",
     ),
     case(
+        "a file of the Gemini Developer API's Files service",
+        parts(
+            {
+                "fileData": {
+                    "fileUri": "https://generativelanguage.googleapis.com/v1beta/files/abc123",
+                    "mimeType": "application/pdf",
+                }
+            }
+        ),
+        "gemini_api_file_uri",
+        "request.contents[0].parts[0].fileData.fileUri",
+        "upload the file to Cloud Storage",
+    ),
+    case(
         "bucket without object",
         parts({"fileData": {"fileUri": "gs://my-bucket", "mimeType": "image/png"}}),
         "invalid_uri",
