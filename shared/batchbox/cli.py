@@ -40,6 +40,7 @@ def _validate(args: argparse.Namespace) -> int:
             id_field=args.id_field or None,
             name=path.name,
             reserved_labels=(LINE_LABEL,),
+            strict=args.strict,
         )
         try:
             with path.open("rb") as stream:
@@ -65,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check batch input files before uploading them")
     validate.add_argument("files", nargs="+", type=Path, metavar="FILE")
     validate.add_argument("--json", action="store_true", help="print machine-readable reports")
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="report advisories (warnings) as errors, as metadata strict=true does",
+    )
     validate.add_argument(
         "--id-field", default="id", help="top-level key identifying a line ('' for none)"
     )

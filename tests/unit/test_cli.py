@@ -55,3 +55,17 @@ def test_help_is_plain_text(argv: list[str], capsys: pytest.CaptureFixture[str])
     assert out.startswith("usage: batchbox")
     assert "``" not in out
     assert ":class:" not in out
+
+
+def test_warnings_pass_unless_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "warn.jsonl"
+    path.write_bytes(b'{"request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n')
+    assert main(["validate", "--json", str(path)]) == 0
+    [report] = orjson.loads(capsys.readouterr().out)
+    assert (report["ok"], report["warning_count"]) == (True, 1)
+    assert report["warnings"][0]["code"] == "role_omitted"
+    assert main(["validate", "--strict", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "Strict mode" in out
+    assert "role_omitted" not in out  # codes are for machines; people read the message
+    assert "an error in strict mode" in out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 
 
@@ -146,6 +147,20 @@ def file_uri_problem(text: str) -> Problem | None:
         "upload local files to Cloud Storage and use their gs:// URI, "
         "or send small files inline as inlineData",
     )
+
+
+_YOUTUBE_HOSTS = frozenset(
+    {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"}
+)
+
+
+def is_youtube_url(text: str) -> bool:
+    """Whether an http(s) URL points at YouTube, which Vertex AI reads as a video."""
+    try:
+        host = urllib.parse.urlsplit(text).hostname
+    except ValueError:
+        return False
+    return host is not None and host.lower() in _YOUTUBE_HOSTS
 
 
 # Vertex AI: start with a letter or underscore; letters, digits, '_', '.', ':', '-'; <= 128.

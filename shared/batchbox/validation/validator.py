@@ -5,12 +5,12 @@ from __future__ import annotations
 import ast
 import collections
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import orjson
 
-from batchbox.validation.checker import LineChecker
+from batchbox.validation.checker import STRICT_NOTE, LineChecker
 from batchbox.validation.framing import ByteStream, LineReader
 from batchbox.validation.messages import describe, join_key
 from batchbox.validation.report import Limits, LineError, ValidationReport, ValidLine
@@ -55,14 +55,23 @@ class FileValidator:
         id_field: str | None = "id",
         name: str | None = None,
         reserved_labels: tuple[str, ...] = (),
+        strict: bool = False,
+        project_buckets: Collection[str] | None = None,
     ) -> None:
         self._limits = limits
         self._reserved_labels = reserved_labels
         self._id_field = id_field
         self._name = name
-        self._checker = LineChecker(track_types=True)
+        self._strict = strict
+        buckets = frozenset(project_buckets) if project_buckets is not None else None
+        self._checker = LineChecker(track_types=True, strict=strict, buckets=buckets)
         self._errors: list[LineError] = []
         self._error_count = 0
+        self._warnings: list[LineError] = []
+        self._warning_count = 0
+        # Lines without an id read before any line had one: told about at the end, if one did.
+        self._no_id_lines: list[int] = []
+        self._no_id_count = 0
         self._fatal = False
         self._lines_total = 0
         self._lines_valid = 0
@@ -127,6 +136,9 @@ class FileValidator:
             errors=tuple(self._errors),
             fatal=self._fatal,
             id_field=self._id_field if self._ids else None,
+            warning_count=self._warning_count,
+            warnings=tuple(self._warnings),
+            strict=self._strict,
         )
 
     # --- One line ---------------------------------------------------------------------------
@@ -155,12 +167,16 @@ class FileValidator:
                     self._ids[value] = number  # the usual id: valid and new
                 else:
                     self._check_id(record)  # says what is wrong with it
+            elif id_field is not None and type(record) is dict:
+                self._missing_id(number)
             if self._reserved_labels and type(record) is dict:
                 self._check_reserved_labels(record)
         # An unparsed line is never valid, even when its error went to the file (not_jsonl).
         # (checker.errors is empty only when no error was found: none are dropped before it fills.)
         valid = record is not _NOT_PARSED and not checker.errors
         checker.end(valid=valid)
+        if checker.warnings:
+            self._keep_warnings(checker.warnings)
         if not valid:
             self._keep(checker.errors, checker.error_count)
             return None
@@ -200,6 +216,32 @@ class FileValidator:
                 f"and Vertex AI allows {MAX_LABELS}",
                 f"remove {len(labels) - room} label(s) from this request",
             )
+
+    def _missing_id(self, number: int) -> None:
+        if self._ids:
+            self._checker.warn(*_missing_id_warning(self._id_field))
+            return
+        self._no_id_count += 1
+        if len(self._no_id_lines) < self._limits.max_warnings:
+            self._no_id_lines.append(number)
+
+    def _missing_ids_at_end(self) -> None:
+        """Lines without an id, read before the first line that had one."""
+        if not self._ids or not self._no_id_count:
+            return
+        path, code, found, allowed, fix = _missing_id_warning(self._id_field)
+        if not self._strict:
+            late = [LineError(line, path, code, found, allowed, fix) for line in self._no_id_lines]
+            self._keep_warnings(late, self._no_id_count)
+            self._warnings.sort(key=lambda warning: warning.line or 0)
+            return
+        # In strict mode they are errors, found after those lines were yielded as valid: the
+        # report counts them invalid (and not ok), which a caller checks before submitting.
+        fix += STRICT_NOTE
+        late = [LineError(line, path, code, found, allowed, fix) for line in self._no_id_lines]
+        self._lines_valid -= self._no_id_count
+        self._keep(late, self._no_id_count)
+        self._errors.sort(key=lambda error: error.line or 0)
 
     def _parse_error(self, view: bytes | memoryview, exc: orjson.JSONDecodeError) -> None:
         data = bytes(view)
@@ -304,6 +346,8 @@ class FileValidator:
         )
 
     def _finish(self, reader: LineReader) -> None:
+        if not self._fatal:
+            self._missing_ids_at_end()
         if reader.over_file_limit:
             limit = self._limits.max_file_bytes
             self._file_error(
@@ -326,11 +370,28 @@ class FileValidator:
         self._error_count += 1
         self._errors.append(LineError(None, "", code, found, allowed, fix))
 
+    def _keep_warnings(self, warnings: list[LineError], count: int | None = None) -> None:
+        room = self._limits.max_warnings - len(self._warnings)
+        if room > 0:
+            self._warnings.extend(warnings[:room])
+        self._warning_count += len(warnings) if count is None else count
+
     def _keep(self, errors: list[LineError], count: int) -> None:
         room = self._limits.max_errors - len(self._errors)
         if room > 0:
             self._errors.extend(errors[:room])
         self._error_count += count
+
+
+def _missing_id_warning(id_field: str | None) -> tuple[str, str, str, str, str]:
+    """(path, code, found, allowed, fix) of a line without the id other lines have."""
+    return (
+        id_field or "",
+        "missing_id",
+        f"no {id_field!r} on this line, while other lines of the file have one",
+        f"an {id_field!r} on every line, or on none",
+        f"add an {id_field!r} to this line: its result cannot be matched by id otherwise",
+    )
 
 
 def _blank(data: bytes | memoryview) -> bool:
@@ -414,8 +475,9 @@ def validate_file(
     limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing the default is safe
     id_field: str | None = "id",
     name: str | None = None,
+    strict: bool = False,
 ) -> ValidationReport:
     """Validate a whole stream and return the report (the valid lines are not kept)."""
-    validator = FileValidator(limits=limits, id_field=id_field, name=name)
+    validator = FileValidator(limits=limits, id_field=id_field, name=name, strict=strict)
     collections.deque(validator.lines(stream), maxlen=0)
     return validator.report
