@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from batchbox.formats.openai import looks_like_openai_line
 from batchbox.validation import schema
 from batchbox.validation.schema import Field, ObjectSpec
 
@@ -23,6 +24,19 @@ _LIST_KINDS = (schema.LIST, schema.PARTS)
 
 
 def missing_request(checker: LineChecker, record: dict[str, Any]) -> None:
+    if looks_like_openai_line(record):
+        checker.fail(
+            "",
+            "openai_line",
+            "an OpenAI Batch API line (custom_id, method, url, body)",
+            'a Gemini batch line, {"request": GenerateContentRequest}; OpenAI chat completion '
+            "lines are converted only when the upload says format=openai",
+            "upload the file again with the metadata format=openai (gcloud storage cp FILE "
+            "gs://INBOX/ --custom-metadata=format=openai) and batchbox converts every line, "
+            "custom_id kept as the line's id; batchbox validate --format openai checks it the "
+            "same way, and batchbox convert --from openai IN OUT writes the Gemini file",
+        )
+        return
     if "request" in record:
         found = "null"
         fix = "give request a value, or remove the line"

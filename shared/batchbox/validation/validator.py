@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from batchbox.formats import openai
 from batchbox.validation.checker import STRICT_NOTE, LineChecker
 from batchbox.validation.framing import ByteStream, LineReader
 from batchbox.validation.messages import describe, join_key
@@ -26,6 +27,10 @@ _BRACE = 0x7B  # b"{"[0]: nearly every line starts with it, which skips the blan
 _NON_FINITE = re.compile(rb"-?(?:NaN|Infinity|inf|nan)\b")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _NOT_PARSED = object()
+_NOT_CONVERTED = object()  # an OpenAI line that could not be converted (the line is invalid)
+GEMINI = "gemini"
+OPENAI = "openai"
+INPUT_FORMATS = (GEMINI, OPENAI)
 _loads = orjson.loads
 _new = object.__new__
 _set_line = vars(ValidLine)["line"].__set__
@@ -57,7 +62,14 @@ class FileValidator:
         reserved_labels: tuple[str, ...] = (),
         strict: bool = False,
         project_buckets: Collection[str] | None = None,
+        input_format: str = GEMINI,
     ) -> None:
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, not {input_format!r}")
+        self._input_format = input_format
+        self._openai = input_format == OPENAI
+        if self._openai:
+            id_field = openai.ID_KEY  # custom_id identifies OpenAI lines, whatever was asked
         self._limits = limits
         self._reserved_labels = reserved_labels
         self._id_field = id_field
@@ -139,6 +151,7 @@ class FileValidator:
             warning_count=self._warning_count,
             warnings=tuple(self._warnings),
             strict=self._strict,
+            input_format=self._input_format,
         )
 
     # --- One line ---------------------------------------------------------------------------
@@ -156,7 +169,10 @@ class FileValidator:
                 record = _loads(data)
             except orjson.JSONDecodeError as exc:
                 self._parse_error(data, exc)
-        if record is not _NOT_PARSED:
+        origins: dict[str, str] | None = None
+        if self._openai and record is not _NOT_PARSED:
+            record, origins = self._convert(record)
+        if record is not _NOT_PARSED and record is not _NOT_CONVERTED:
             check_record(checker, record)
             id_field = self._id_field
             value = record.get(id_field) if id_field is not None and type(record) is dict else None
@@ -173,6 +189,8 @@ class FileValidator:
                 self._check_reserved_labels(record)
         # An unparsed line is never valid, even when its error went to the file (not_jsonl).
         # (checker.errors is empty only when no error was found: none are dropped before it fills.)
+        if origins is not None and (checker.errors or checker.warnings):
+            _report_at_origins(checker, origins)
         valid = record is not _NOT_PARSED and not checker.errors
         checker.end(valid=valid)
         if checker.warnings:
@@ -216,6 +234,31 @@ class FileValidator:
                 f"and Vertex AI allows {MAX_LABELS}",
                 f"remove {len(labels) - room} label(s) from this request",
             )
+
+    def _convert(self, record: Any) -> tuple[Any, dict[str, str] | None]:
+        """An OpenAI line as a Gemini line, with where each part of it came from; or
+        _NOT_CONVERTED, with the reasons recorded as errors of the line."""
+        if type(record) is not dict:
+            return record, None  # check_record says what is wrong with it
+        if "request" in record and not openai.looks_like_openai_line(record):
+            self._checker.fail(
+                "request",
+                "gemini_line",
+                'a Gemini batch line ({"request": ...}) in a file read as OpenAI Batch API lines',
+                'OpenAI lines: {"custom_id", "method": "POST", "url": "/v1/chat/completions", '
+                '"body"}',
+                "write this line in the OpenAI format, or submit Gemini lines without "
+                "format=openai (a file holds one format)",
+            )
+            return _NOT_CONVERTED, None
+        try:
+            return openai.convert_with_paths(record)
+        except openai.ConversionError as exc:
+            for problem in exc.problems:
+                self._checker.fail(
+                    problem.path, problem.code, problem.found, problem.allowed, problem.fix
+                )
+            return _NOT_CONVERTED, None
 
     def _missing_id(self, number: int) -> None:
         if self._ids:
@@ -383,6 +426,17 @@ class FileValidator:
         self._error_count += count
 
 
+def _report_at_origins(checker: LineChecker, origins: dict[str, str]) -> None:
+    """Move the errors and warnings of a converted request to the paths the user wrote."""
+
+    def moved(error: LineError) -> LineError:
+        path = openai.map_path(error.path, origins)
+        return LineError(error.line, path, error.code, error.found, error.allowed, error.fix)
+
+    checker.errors[:] = [moved(error) for error in checker.errors]
+    checker.warnings[:] = [moved(warning) for warning in checker.warnings]
+
+
 def _missing_id_warning(id_field: str | None) -> tuple[str, str, str, str, str]:
     """(path, code, found, allowed, fix) of a line without the id other lines have."""
     return (
@@ -476,8 +530,11 @@ def validate_file(
     id_field: str | None = "id",
     name: str | None = None,
     strict: bool = False,
+    input_format: str = GEMINI,
 ) -> ValidationReport:
     """Validate a whole stream and return the report (the valid lines are not kept)."""
-    validator = FileValidator(limits=limits, id_field=id_field, name=name, strict=strict)
+    validator = FileValidator(
+        limits=limits, id_field=id_field, name=name, strict=strict, input_format=input_format
+    )
     collections.deque(validator.lines(stream), maxlen=0)
     return validator.report

@@ -698,6 +698,21 @@ CASES = [
         "call json.dumps once per line",
     ),
     Case(
+        "an OpenAI Batch API line without format=openai",
+        (
+            line(),
+            {
+                "custom_id": "r1",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]},
+            },
+        ),
+        "openai_line",
+        "",
+        "--custom-metadata=format=openai",
+    ),
+    Case(
         "request as a string",
         ({"request": "Give me a recipe"},),
         "wrong_type",
