@@ -51,6 +51,14 @@ class FileValidator:
     ``reserved_labels`` are request label keys the caller will add itself (batchbox's submit
     labels each request with its line number): a line may not use them, and they count toward
     Vertex AI's limit on labels.
+
+    ``strict`` reports advisories as errors (upload metadata ``strict=true``); otherwise they go
+    to ``report.warnings`` and never make a line invalid. ``project_buckets``, when given, are
+    the buckets known to be in the job's project: a ``gs://`` fileUri elsewhere gets a warning.
+    ``input_format="openai"`` (upload metadata ``format=openai``) reads OpenAI Batch API lines:
+    each is converted (:mod:`batchbox.formats.openai`) and validated, the yielded
+    :class:`ValidLine` holds the converted ``{"custom_id": ..., "request": ...}`` record, and
+    ``custom_id`` is the id field whatever ``id_field`` says.
     """
 
     def __init__(
@@ -99,6 +107,8 @@ class FileValidator:
         is complete. Lines are yielded before the end of the file is known, so a caller that
         submits them must still check ``report.fatal`` at the end (an oversized file is only
         known to be oversized when its limit is crossed) and discard everything if it is set.
+        In strict mode, a line without an id read before the first line that has one is found
+        invalid only at the end (``report.ok`` is then false, and the error names the line).
         """
         if self._started:
             raise RuntimeError("a FileValidator validates one stream; create another")
