@@ -243,6 +243,7 @@ def _check_contents(checker: LineChecker, value: object, field: Field, path: str
         if seen is None or seen[0] != "array":
             checker.track(field, "array", path)
     parts_field = _CONTENT_PARTS
+    lone = len(value) == 1
     for index, content in enumerate(value):
         if type(content) is dict:
             parts = content.get("parts")
@@ -253,6 +254,8 @@ def _check_contents(checker: LineChecker, value: object, field: Field, path: str
                 and (size == 1 or (size == 2 and content.get("role") in _ROLES))
             ):
                 # {"parts": [...]} or {"role": "user" | "model", "parts": [...]}
+                if size == 1 and lone:
+                    _role_omitted(checker, f"{path}[0]")
                 if types is not None:
                     seen = types.get(parts_field)
                     if seen is None or seen[0] != "array":
@@ -273,7 +276,22 @@ def _check_contents(checker: LineChecker, value: object, field: Field, path: str
         if content is None:
             messages.null_element(checker, f"{path}[{index}]")
         else:
+            if lone and type(content) is dict and content and content.get("role") is None:
+                _role_omitted(checker, f"{path}[0]")
             item.check(checker, content, item, f"{path}[{index}]")
+
+
+def _role_omitted(checker: LineChecker, path: str) -> None:
+    # A lone turn without a role. Whether Vertex AI defaults it to "user" is disputed, so it is
+    # accepted with a warning; a conversation whose turns lack roles is refused (_request_post).
+    checker.warn(
+        path,
+        "role_omitted",
+        "a turn without a role",
+        "a role on every turn; Vertex AI is likely to take a lone turn as 'user'",
+        'add "role": "user": whether Vertex AI defaults a missing role is disputed, and a '
+        "request that grows a second turn then fails",
+    )
 
 
 def _check_turns(checker: LineChecker, value: object, field: Field, path: str) -> None:
@@ -285,12 +303,18 @@ def _check_turns(checker: LineChecker, value: object, field: Field, path: str) -
     """
     if type(value) is dict:
         checker.track(field, "object", path)
+        if value and value.get("role") is None:
+            _role_omitted(checker, path)
         item = field.item
         assert item is not None
         item.check(checker, value, item, path)
         return
     if type(value) is list:
         checker.track(field, "array", path)
+        if len(value) == 1:
+            turn = value[0]
+            if type(turn) is dict and turn and turn.get("role") is None:
+                _role_omitted(checker, f"{path}[0]")
     _check_list(checker, value, field, path)
 
 
@@ -857,17 +881,6 @@ def _file_data_post(checker: LineChecker, obj: dict[str, Any], path: str) -> Non
 def _request_post(checker: LineChecker, obj: dict[str, Any], path: str) -> None:
     contents = obj.get("contents")
     if type(contents) is not list or len(contents) < 2:
-        turn = contents[0] if type(contents) is list and contents else contents
-        if type(turn) is dict and turn and turn.get("role") is None:
-            where = f"{path}.contents[0]" if type(contents) is list else f"{path}.contents"
-            checker.warn(
-                where,
-                "role_omitted",
-                "a turn without a role",
-                "a role on every turn; Vertex AI is likely to take a lone turn as 'user'",
-                'add "role": "user": whether Vertex AI defaults a missing role is disputed, '
-                "and a request that grows a second turn then fails",
-            )
         return
     # Whether Vertex AI defaults a missing role is disputed; a single-turn request without a
     # role is accepted (the role can only be "user"), but in a conversation every turn must
