@@ -44,3 +44,82 @@ def test_console_script_runs(tmp_path: Path) -> None:
         [sys.executable, "-m", "batchbox.cli", "validate", str(path)], capture_output=True
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"]])
+def test_help_is_plain_text(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: batchbox")
+    assert "``" not in out
+    assert ":class:" not in out
+
+
+def test_warnings_pass_unless_strict(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "warn.jsonl"
+    path.write_bytes(b'{"request": {"contents": [{"parts": [{"text": "hi"}]}]}}\n')
+    assert main(["validate", "--json", str(path)]) == 0
+    [report] = orjson.loads(capsys.readouterr().out)
+    assert (report["ok"], report["warning_count"]) == (True, 1)
+    assert report["warnings"][0]["code"] == "role_omitted"
+    assert main(["validate", "--strict", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "Strict mode" in out
+    assert "role_omitted" not in out  # codes are for machines; people read the message
+    assert "an error in strict mode" in out
+
+
+OPENAI = (
+    b'{"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions", '
+    b'"body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}}\n'
+)
+
+
+def test_validate_reads_openai_lines_with_format_openai(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "openai.jsonl"
+    path.write_bytes(OPENAI)
+    assert main(["validate", "--json", str(path)]) == 1
+    [report] = orjson.loads(capsys.readouterr().out)
+    assert report["errors"][0]["code"] == "openai_line"
+    assert main(["validate", "--format", "openai", "--json", str(path)]) == 0
+    [report] = orjson.loads(capsys.readouterr().out)
+    assert (report["ok"], report["id_field"], report["input_format"]) == (
+        True,
+        "custom_id",
+        "openai",
+    )
+
+
+def test_convert_writes_gemini_lines_that_keep_custom_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(OPENAI)
+    assert main(["convert", "--from", "openai", str(source), str(target)]) == 0
+    assert "Wrote 1 Gemini request line(s)" in capsys.readouterr().out
+    [converted] = [orjson.loads(line) for line in target.read_bytes().splitlines()]
+    assert converted == {
+        "custom_id": "r1",
+        "request": {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+    }
+    assert main(["validate", str(target)]) == 0
+
+
+def test_convert_writes_nothing_when_a_line_cannot_be_converted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(
+        OPENAI
+        + OPENAI.replace(b'"r1"', b'"r2"').replace(b'"gpt-4o"', b'"gpt-4o", "logit_bias": {"1": 2}')
+    )
+    assert main(["convert", "--from", "openai", str(source), str(target)]) == 1
+    out = capsys.readouterr().out
+    assert "line 2, body.logit_bias" in out
+    assert "Nothing written" in out
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == [source]

@@ -21,6 +21,8 @@ MAX_TRACKED_PATHS = 10_000
 # Bounded: values up to this size, this many of them (at most 8 MiB).
 CACHE_VALUE_BYTES = 16 * 1024
 CACHE_ENTRIES = 512
+# Added to the fix of an advisory reported as an error in strict mode.
+STRICT_NOTE = " (an advisory, an error in strict mode)"
 
 _A_TYPE = {
     "object": "an object",
@@ -36,10 +38,12 @@ class LineChecker:
 
     Call :meth:`begin` before a line, then :func:`check_record` (or :func:`check_request`), then
     :meth:`end` with whether the line is valid: only valid lines teach the cross-line table, so
-    one bad line cannot turn every later good line into a "type mismatch".
+    one bad line cannot turn every later good line into a "type mismatch". Errors of the line
+    are in :attr:`errors`, advisories (warnings) in :attr:`warnings`.
     """
 
     __slots__ = (
+        "buckets",
         "cache",
         "cache_pending",
         "depth",
@@ -48,11 +52,25 @@ class LineChecker:
         "errors",
         "line",
         "pending",
+        "strict",
         "types",
+        "warnings",
     )
 
-    def __init__(self, *, track_types: bool) -> None:
+    def __init__(
+        self,
+        *,
+        track_types: bool,
+        strict: bool = False,
+        buckets: frozenset[str] | None = None,
+    ) -> None:
         self.errors: list[LineError] = []
+        # Advisories of the current line: likely accepted by Vertex AI, but often a mistake.
+        # In strict mode they are recorded as errors instead.
+        self.warnings: list[LineError] = []
+        self.strict = strict
+        # The buckets known to be in the job's project (None: unknown, not checked).
+        self.buckets = buckets
         self.dropped = 0  # errors of the current line beyond MAX_ERRORS_PER_LINE
         self.line: int | None = None
         # key (a Field, or a normalized path string) -> (JSON type, first line)
@@ -69,6 +87,8 @@ class LineChecker:
         self.line = line
         if self.errors:  # a list handed out with the previous line's errors is left alone
             self.errors = []
+        if self.warnings:
+            self.warnings = []
         self.dropped = 0
         self.depth = 0
         self.depth_reported = False
@@ -107,6 +127,13 @@ class LineChecker:
             self.dropped += 1
             return
         self.errors.append(LineError(self.line, path, code, found, allowed, fix))
+
+    def warn(self, path: str, code: str, found: str, allowed: str, fix: str) -> None:
+        """Record an advisory of the current line (an error in strict mode)."""
+        if self.strict:
+            self.fail(path, code, found, allowed, fix + STRICT_NOTE)
+        elif len(self.warnings) < MAX_ERRORS_PER_LINE:
+            self.warnings.append(LineError(self.line, path, code, found, allowed, fix))
 
     def problem(self, path: str, value: object, problem: Problem) -> None:
         """Record a rule's verdict on a value."""

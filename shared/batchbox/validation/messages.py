@@ -7,10 +7,13 @@ one error on the checker of the current line.
 from __future__ import annotations
 
 import difflib
+import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from batchbox.formats.openai import looks_like_openai_line
 from batchbox.validation import schema
 from batchbox.validation.schema import Field, ObjectSpec
 
@@ -21,6 +24,19 @@ _LIST_KINDS = (schema.LIST, schema.PARTS)
 
 
 def missing_request(checker: LineChecker, record: dict[str, Any]) -> None:
+    if looks_like_openai_line(record):
+        checker.fail(
+            "",
+            "openai_line",
+            "an OpenAI Batch API line (custom_id, method, url, body)",
+            'a Gemini batch line, {"request": GenerateContentRequest}; OpenAI chat completion '
+            "lines are converted only when the upload says format=openai",
+            "upload the file again with the metadata format=openai (gcloud storage cp FILE "
+            "gs://INBOX/ --custom-metadata=format=openai) and batchbox converts every line, "
+            "custom_id kept as the line's id; batchbox validate --format openai checks it the "
+            "same way, and batchbox convert --from openai IN OUT writes the Gemini file",
+        )
+        return
     if "request" in record:
         found = "null"
         fix = "give request a value, or remove the line"
@@ -31,6 +47,34 @@ def missing_request(checker: LineChecker, record: dict[str, Any]) -> None:
         found = f"top-level keys {describe_keys(record)}" if record else "{}"
         fix = 'add a "request" key holding the GenerateContentRequest'
     checker.fail("", "missing_request", found, 'a "request" key holding an object', fix)
+
+
+def encoded_twice(checker: LineChecker, value: object, path: str) -> bool:
+    """Report a string that holds a JSON object (a line or a request encoded twice)."""
+    if type(value) is not str or not value.lstrip().startswith("{"):
+        return False
+    try:
+        inner = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return False
+    if type(inner) is not dict:
+        return False
+    what = "request" if path else "line"
+    fix = (
+        'write the request object itself under "request", not json.dumps(request): encode '
+        'the whole line once, e.g. json.dumps({"request": request}) where request is a dict'
+        if path
+        else "write the object itself on the line: call json.dumps once per line (the line "
+        "was encoded twice, e.g. json.dumps(json.dumps(record)))"
+    )
+    checker.fail(
+        path,
+        f"{what}_is_json_string",
+        f"a string holding JSON ({describe(value)}): the {what} was encoded twice",
+        "a JSON object, not a string",
+        fix,
+    )
+    return True
 
 
 def bad_part(checker: LineChecker, part: object, path: str) -> None:
@@ -110,12 +154,66 @@ def _num(value: float | None) -> str:
 
 
 def invalid_enum(checker: LineChecker, value: str, field: Field, path: str) -> None:
-    wanted = value.upper()
-    close = sorted(name for name in field.enum if name.startswith(wanted))[:1]
-    if not close:
-        close = difflib.get_close_matches(wanted, sorted(field.enum), n=1, cutoff=0.6)
-    fix = f"did you mean {close[0]!r}?" if close else f"use one of {_choices(field.enum)}"
-    checker.fail(path, "invalid_enum", repr(value), "one of " + _choices(field.enum), fix)
+    allowed = "one of " + _choices(field.enum)
+    close = close_name(value, field.enum)
+    fix = f"did you mean {close!r}?" if close else f"use {allowed}"
+    checker.fail(path, "invalid_enum", repr(value), allowed, fix)
+
+
+# --- "Did you mean": only what is genuinely close ------------------------------------------
+#
+# A suggestion must never turn a request into its opposite ('BLOCK_ALL' is not 'BLOCK_NONE',
+# 'HARM_CATEGORY_VIOLENCE' is not 'HARM_CATEGORY_JAILBREAK', although a plain similarity ratio
+# ranks them close because of the words they share). So names are compared word by word, and a
+# name is suggested only when it differs from the value by case or separators, by one misspelt
+# word, or by words left off the end; and only when exactly one name is that close.
+
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+# How alike a misspelt word must be to the right one (difflib's ratio: 'strng' and 'string'
+# score 0.91, 'temprature' and 'temperature' 0.95, 'nome' and 'none' 0.75, 'all' and 'none' 0).
+_TYPO_RATIO = 0.75
+
+
+def words(name: str) -> tuple[str, ...]:
+    """The lowercase words of a name in any spelling: ``maxOutputTokens``, ``max_output_tokens``
+    and ``MAX-OUTPUT-TOKENS`` all give ``("max", "output", "tokens")``."""
+    return tuple(word.lower() for word in _WORDS.findall(name))
+
+
+def close_name(value: str, names: Iterable[str]) -> str | None:
+    """The one name of ``names`` that ``value`` is genuinely close to, or ``None``.
+
+    Close means, in this order (the first kind that finds any name decides): the same words
+    (a case or separator difference: 'block-none', 'blockNone' for 'BLOCK_NONE'); the same
+    letters (word breaks misplaced: 'BLOCKNONE'); the same words but one, misspelt ('strng' for
+    'STRING'); or the first words of exactly one name ('HARM_CATEGORY_HATE' for
+    'HARM_CATEGORY_HATE_SPEECH'). Two names equally close give no suggestion.
+    """
+    mine = words(value)
+    if not mine:
+        return None
+    candidates = [(name, words(name)) for name in sorted(names)]
+    joined = "".join(mine)
+    for test in (
+        lambda theirs: theirs == mine,
+        lambda theirs: "".join(theirs) == joined,
+        lambda theirs: _one_typo(mine, theirs),
+        lambda theirs: len(mine) < len(theirs) and theirs[: len(mine)] == mine,
+    ):
+        found = {theirs: name for name, theirs in candidates if test(theirs)}
+        if found:
+            return next(iter(found.values())) if len(found) == 1 else None
+    return None
+
+
+def _one_typo(mine: tuple[str, ...], theirs: tuple[str, ...]) -> bool:
+    if len(mine) != len(theirs):
+        return False
+    differ = [(a, b) for a, b in zip(mine, theirs, strict=True) if a != b]
+    if len(differ) != 1:
+        return False
+    a, b = differ[0]
+    return min(len(a), len(b)) >= 3 and difflib.SequenceMatcher(None, a, b).ratio() >= _TYPO_RATIO
 
 
 def _choices(values: frozenset[str]) -> str:
@@ -143,8 +241,10 @@ def unknown_key(
     names = [entry.name for entry in spec.canonical_fields()]
     fix = spec.hints.get(key)
     if fix is None:
-        close = difflib.get_close_matches(key, [*names, *map(schema.to_snake, names)], n=1)
-        fix = f"did you mean {close[0]!r}?" if close else f"remove {key!r}"
+        close = close_name(key, names)
+        if close is not None and "_" in key and "_" not in close:
+            close = schema.to_snake(close)  # in the spelling the line uses
+        fix = f"did you mean {close!r}?" if close else f"remove {key!r}"
     shown = ", ".join(names[:15]) + (", ..." if len(names) > 15 else "")
     checker.fail(key_path, "unknown_field", repr(key), f"fields of {spec.name}: {shown}", fix)
 

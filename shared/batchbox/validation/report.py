@@ -8,6 +8,8 @@ from typing import Any
 # A report lists at most this many errors per line, so one hostile line (a list of a million
 # nulls) cannot crowd out the errors of every other line.
 MAX_ERRORS_PER_LINE = 20
+# Errors of a file that is not JSON Lines at all (nothing in it was read as a request).
+_NOT_JSON_LINES = frozenset({"json_array", "not_jsonl", "invalid_utf8"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,7 @@ class Limits:
     max_lines: int = 200_000
     max_file_bytes: int = 1024**3
     max_errors: int = 100  # errors kept in the report; counting continues past it
+    max_warnings: int = 100  # warnings kept in the report; counting continues past it
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,11 @@ class ValidationReport:
     ``fatal`` means the file as a whole is unusable (empty, not JSONL, over a file limit):
     nothing from it may be submitted, not even the valid lines. ``error_count`` counts every
     error found, while ``errors`` keeps only the first ``Limits.max_errors`` in line order.
+
+    ``warnings`` are advisories: what Vertex AI is likely to accept but that often means a
+    mistake (see the README's "What is checked"). They never make a file invalid;
+    ``warning_count`` counts them all, ``warnings`` keeps the first ``Limits.max_warnings`` in
+    line order. ``strict`` says whether warnings were turned into errors (then there are none).
     """
 
     ok: bool
@@ -93,6 +101,10 @@ class ValidationReport:
     errors: tuple[LineError, ...]
     fatal: bool
     id_field: str | None
+    warning_count: int = 0
+    warnings: tuple[LineError, ...] = ()
+    strict: bool = False
+    input_format: str = "gemini"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping of the whole report."""
@@ -108,31 +120,52 @@ class ValidationReport:
             "errors_shown": len(self.errors),
             "id_field": self.id_field,
             "errors": [error.to_dict() for error in self.errors],
+            "warning_count": self.warning_count,
+            "warnings_shown": len(self.warnings),
+            "warnings": [warning.to_dict() for warning in self.warnings],
+            "strict": self.strict,
+            "input_format": self.input_format,
         }
 
     def render_text(self, *, source: str) -> str:
         """A plain-text report for people: a summary, one line per error, and what to do."""
         lines = [f"Validation report for {source}", "", self._verdict(), ""]
-        lines.append(
-            f"Lines: {_count(self.lines_total, 'request')} ({self.lines_valid} valid, "
-            f"{self.lines_invalid} invalid), {_count(self.blank_lines, 'blank line')} skipped; "
-            f"{_count(self.bytes_read, 'byte')} read."
-        )
+        if self._not_json_lines():
+            lines.append(
+                f"Lines: none read as requests: the file is not JSON Lines; "
+                f"{_count(self.bytes_read, 'byte')} read."
+            )
+        else:
+            lines.append(
+                f"Lines: {_count(self.lines_total, 'request')} ({self.lines_valid} valid, "
+                f"{self.lines_invalid} invalid), {_count(self.blank_lines, 'blank line')} "
+                f"skipped; {_count(self.bytes_read, 'byte')} read."
+            )
+        if self.input_format != "gemini":
+            lines.append(
+                f"Lines were read as {self.input_format!r} requests and converted to Gemini "
+                "requests."
+            )
         if self.id_field is not None:
             lines.append(f"Lines are identified by the top-level key {self.id_field!r}.")
-        if self.errors:
-            shown = len(self.errors)
-            header = f"Errors ({shown} shown" + (
-                f" of {self.error_count})" if self.error_count > shown else ")"
-            )
-            lines += ["", header + ":"]
-            lines += [f"  {error.message()}" for error in self.errors]
+        if self.strict:
+            lines.append("Strict mode: advisories are reported as errors.")
+        lines += _listing("Errors", self.errors, self.error_count)
+        lines += _listing("Warnings", self.warnings, self.warning_count)
         lines += ["", *self._advice()]
         return "\n".join(lines) + "\n"
 
+    def _not_json_lines(self) -> bool:
+        return (
+            self.fatal
+            and self.bytes_read > 0
+            and any(error.line is None and error.code in _NOT_JSON_LINES for error in self.errors)
+        )
+
     def _verdict(self) -> str:
         if self.ok:
-            return f"Result: OK, {_count(self.lines_valid, 'valid request')}."
+            warned = f", {_count(self.warning_count, 'warning')}" if self.warning_count else ""
+            return f"Result: OK, {_count(self.lines_valid, 'valid request')}{warned}."
         if self.fatal:
             return "Result: REJECTED. The file as a whole cannot be submitted."
         return (
@@ -141,8 +174,15 @@ class ValidationReport:
         )
 
     def _advice(self) -> list[str]:
+        if self.warning_count:
+            note = [
+                "Warnings do not block the submission; each says what it often means. Strict",
+                "mode (batchbox validate --strict, metadata strict=true) makes them errors.",
+            ]
+        else:
+            note = []
         if self.ok:
-            return ["Nothing to fix."]
+            return note or ["Nothing to fix."]
         advice = [
             "How to fix: each error names the line, the JSON path inside it, what was found,",
             "what is allowed and what to change. Fix the lines and upload the file again.",
@@ -156,7 +196,15 @@ class ValidationReport:
                 f"The valid lines ({self.lines_valid}) can be submitted on their own if partial "
                 "submission is enabled."
             )
-        return advice
+        return advice + note
+
+
+def _listing(title: str, items: tuple[LineError, ...], count: int) -> list[str]:
+    if not items:
+        return []
+    shown = len(items)
+    header = f"{title} ({shown} shown" + (f" of {count})" if count > shown else ")")
+    return ["", header + ":", *(f"  {item.message()}" for item in items)]
 
 
 def _count(number: int, noun: str) -> str:

@@ -27,6 +27,10 @@ from batchbox.validation.schema import Field, ObjectSpec
 MAX_FREE_DEPTH = 64
 # systemInstruction is left out: it is cheap to check and often a long text, costly to serialize.
 CACHED_FIELDS = ("generationConfig", "safetySettings", "tools", "toolConfig")
+# Inline data over this size gets an advisory: 7 MB is the per-file inline limit Vertex AI
+# documents for images (Cloud Storage files may be larger); as base64 text, 4/3 of it.
+LARGE_INLINE_BYTES = 7 * 1024**2
+LARGE_INLINE_CHARS = LARGE_INLINE_BYTES * 4 // 3
 # Top-level keys the prediction output adds to every row; an input key of that name would clash.
 RESERVED_KEYS = frozenset({"response", "status", "processed_time"})
 
@@ -48,6 +52,8 @@ _LIST_KINDS = (schema.LIST, schema.PARTS)
 def check_request(checker: LineChecker, request: object, path: str = "request") -> None:
     """Check one GenerateContentRequest (the value of a line's ``request`` key)."""
     if type(request) is not dict:
+        if messages.encoded_twice(checker, request, path):
+            return
         checker.fail(
             path,
             "wrong_type",
@@ -63,6 +69,8 @@ def check_request(checker: LineChecker, request: object, path: str = "request") 
 def check_record(checker: LineChecker, record: object) -> None:
     """Check one parsed line: a top-level object with ``request`` plus any extra keys."""
     if type(record) is not dict:
+        if messages.encoded_twice(checker, record, ""):
+            return
         checker.fail(
             "",
             "not_an_object",
@@ -160,9 +168,12 @@ def _check_cached(checker: LineChecker, value: object, field: Field, path: str) 
     assert checker.cache is not None
     if key in checker.cache:
         return
-    before = checker.error_count
+    before = checker.error_count + len(checker.warnings)
     field.check(checker, value, field, path)
-    if checker.error_count == before and len(serialized) <= CACHE_VALUE_BYTES:
+    if (
+        checker.error_count + len(checker.warnings) == before
+        and len(serialized) <= CACHE_VALUE_BYTES
+    ):
         checker.cache_pending.append(key)
 
 
@@ -224,10 +235,15 @@ def _check_contents(checker: LineChecker, value: object, field: Field, path: str
     item = field.item
     assert item is not None
     if type(value) is not list or not value:  # no size limit but "not empty" (see _bind)
-        _check_list(checker, value, field, path)
+        _check_turns(checker, value, field, path)
         return
     types = checker.types
+    if types is not None:  # checker.track(field, "array", path), its lookup inlined
+        seen = types.get(field)
+        if seen is None or seen[0] != "array":
+            checker.track(field, "array", path)
     parts_field = _CONTENT_PARTS
+    lone = len(value) == 1
     for index, content in enumerate(value):
         if type(content) is dict:
             parts = content.get("parts")
@@ -238,6 +254,8 @@ def _check_contents(checker: LineChecker, value: object, field: Field, path: str
                 and (size == 1 or (size == 2 and content.get("role") in _ROLES))
             ):
                 # {"parts": [...]} or {"role": "user" | "model", "parts": [...]}
+                if size == 1 and lone:
+                    _role_omitted(checker, f"{path}[0]")
                 if types is not None:
                     seen = types.get(parts_field)
                     if seen is None or seen[0] != "array":
@@ -248,7 +266,7 @@ def _check_contents(checker: LineChecker, value: object, field: Field, path: str
                         if text is not None:
                             if type(text) is str and text:
                                 continue
-                        elif _media_part_ok(part) or _function_part_ok(
+                        elif _media_part_ok(checker, part) or _function_part_ok(
                             checker, part, path, index, number
                         ):
                             continue
@@ -258,7 +276,46 @@ def _check_contents(checker: LineChecker, value: object, field: Field, path: str
         if content is None:
             messages.null_element(checker, f"{path}[{index}]")
         else:
+            if lone and type(content) is dict and content and content.get("role") is None:
+                _role_omitted(checker, f"{path}[0]")
             item.check(checker, content, item, f"{path}[{index}]")
+
+
+def _role_omitted(checker: LineChecker, path: str) -> None:
+    # A lone turn without a role. Whether Vertex AI defaults it to "user" is disputed, so it is
+    # accepted with a warning; a conversation whose turns lack roles is refused (_request_post).
+    checker.warn(
+        path,
+        "role_omitted",
+        "a turn without a role",
+        "a role on every turn; Vertex AI is likely to take a lone turn as 'user'",
+        'add "role": "user": whether Vertex AI defaults a missing role is disputed, and a '
+        "request that grows a second turn then fails",
+    )
+
+
+def _check_turns(checker: LineChecker, value: object, field: Field, path: str) -> None:
+    """request.contents without the fast path: a list of Content, or one Content object.
+
+    One turn may be given as an object, as Vertex AI's own REST examples write it (and as
+    Content.parts may be one Part); like parts, a file must keep one form, a table column
+    having one type.
+    """
+    if type(value) is dict:
+        checker.track(field, "object", path)
+        if value and value.get("role") is None:
+            _role_omitted(checker, path)
+        item = field.item
+        assert item is not None
+        item.check(checker, value, item, path)
+        return
+    if type(value) is list:
+        checker.track(field, "array", path)
+        if len(value) == 1:
+            turn = value[0]
+            if type(turn) is dict and turn and turn.get("role") is None:
+                _role_omitted(checker, f"{path}[0]")
+    _check_list(checker, value, field, path)
 
 
 def _check_system_instruction(checker: LineChecker, value: object, field: Field, path: str) -> None:
@@ -299,7 +356,9 @@ def _check_part_list(
             if text is not None:
                 if type(text) is str and text:  # Part.text: a non-empty string
                     continue
-            elif _media_part_ok(part) or _function_part_ok(checker, part, base, index, number):
+            elif _media_part_ok(checker, part) or _function_part_ok(
+                checker, part, base, index, number
+            ):
                 continue
         path = base if index < 0 else f"{base}[{index}].parts"
         if type(part) is dict and part:
@@ -308,28 +367,40 @@ def _check_part_list(
             messages.bad_part(checker, part, f"{path}[{number}]")
 
 
-def _media_part_ok(part: dict[str, Any]) -> bool:
-    """Whether a one-key part is an inlineData or fileData part that passes every check."""
+def _media_part_ok(checker: LineChecker, part: dict[str, Any]) -> bool:
+    """Whether a one-key part is an inlineData or fileData part that passes every check and
+    has nothing to warn about (inline data under the size that warns; a gs:// fileUri, in a
+    bucket of the project when those are known)."""
     blob = part.get("inlineData")
     if blob is not None:
         if type(blob) is not dict or len(blob) != 2:
             return False
         data, mime = blob.get("data"), blob.get("mimeType")
+        if type(data) is not str or len(data) > LARGE_INLINE_CHARS:
+            return False
         data_rule, mime_rule = _BLOB_DATA.rule, _BLOB_MIME.rule
     else:
         blob = part.get("fileData")
         if type(blob) is not dict or len(blob) != 2:
             return False
         data, mime = blob.get("fileUri"), blob.get("mimeType")
+        if type(data) is not str or data[:5] != "gs://":
+            return False
+        buckets = checker.buckets
+        if buckets is not None and _bucket(data) not in buckets:
+            return False
         data_rule, mime_rule = _FILE_URI.rule, _FILE_MIME.rule
     # Both fields are required strings; their rules (base64 or URI, MIME type) as _check_string
     # applies them.
     return (
         type(mime) is str
-        and type(data) is str
         and (mime_rule is None or mime_rule(mime) is None)
         and (data_rule is None or data_rule(data) is None)
     )
+
+
+def _bucket(uri: str) -> str:
+    return uri[5:].partition("/")[0]
 
 
 def _function_part_ok(
@@ -762,6 +833,51 @@ def _part_post(checker: LineChecker, obj: dict[str, Any], path: str) -> None:
         )
 
 
+def _blob_post(checker: LineChecker, obj: dict[str, Any], path: str) -> None:
+    data = obj.get("data")
+    if type(data) is str and len(data) > LARGE_INLINE_CHARS:
+        megabytes = len(data) * 3 / 4 / 1024**2
+        checker.warn(
+            f"{path}.data",
+            "large_inline_data",
+            f"{megabytes:.1f} MB of inline data",
+            f"inline data of at most {LARGE_INLINE_BYTES // 1024**2} MB (the inline limit "
+            "Vertex AI documents for images; larger media belong in Cloud Storage)",
+            "upload the file to Cloud Storage and reference it with fileData.fileUri",
+        )
+
+
+def _file_data_post(checker: LineChecker, obj: dict[str, Any], path: str) -> None:
+    key = _present(obj, "fileUri", "file_uri")
+    uri = obj.get(key) if key is not None else None
+    if type(uri) is not str or rules.file_uri_problem(uri) is not None:
+        return  # missing or refused: already an error
+    where = f"{path}.{key}"
+    if uri[:5] == "gs://":
+        buckets = checker.buckets
+        bucket = _bucket(uri)
+        if buckets is not None and bucket not in buckets:
+            checker.warn(
+                where,
+                "file_uri_other_bucket",
+                f"the bucket {bucket!r}, not one known to be in the job's project",
+                "Cloud Storage objects that the job's project can read",
+                "check that Vertex AI's service agent of the job's project may read this bucket "
+                "(roles/storage.objectViewer), or copy the file into a bucket of the project",
+            )
+        return
+    if not rules.is_youtube_url(uri):
+        checker.warn(
+            where,
+            "http_file_uri",
+            "an http(s) URL that is not a YouTube video",
+            "gs:// URIs; YouTube URLs; other http(s) URLs only if public and supported by the "
+            "model",
+            "copy the file to Cloud Storage and use its gs:// URI: Vertex AI fetches other URLs "
+            "at run time, and a request whose URL is private, moved or not supported fails",
+        )
+
+
 def _request_post(checker: LineChecker, obj: dict[str, Any], path: str) -> None:
     contents = obj.get("contents")
     if type(contents) is not list or len(contents) < 2:
@@ -781,6 +897,19 @@ def _request_post(checker: LineChecker, obj: dict[str, Any], path: str) -> None:
 
 
 def _generation_config_post(checker: LineChecker, obj: dict[str, Any], path: str) -> None:
+    count_key = _present(obj, "candidateCount", "candidate_count")
+    if count_key is not None:
+        count = obj[count_key]
+        if type(count) is int and count > 1:
+            checker.warn(
+                f"{path}.{count_key}",
+                "several_candidates",
+                str(count),
+                "1 candidate per request, unless several answers are wanted",
+                f"remove {count_key} unless you want {count} answers per request: each "
+                f"candidate's output tokens are billed, so this request costs about {count} "
+                "times as much output",
+            )
     schema_key = _present(obj, "responseSchema", "response_schema")
     json_key = _present(obj, "responseJsonSchema", "response_json_schema")
     if schema_key is None and json_key is None:
@@ -901,6 +1030,8 @@ def _bind() -> None:
         field.check = _CHECKERS[field.kind]
     schema.SPECS["Part"].post = _part_post
     schema.SPECS["GenerationConfig"].post = _generation_config_post
+    schema.SPECS["Blob"].post = _blob_post
+    schema.SPECS["FileData"].post = _file_data_post
     schema.REQUEST.post = _request_post
     for name in CACHED_FIELDS:
         schema.REQUEST.fields[name][0].cacheable = True

@@ -8,6 +8,8 @@ itself needs: they run for every field of every line.
 from __future__ import annotations
 
 import re
+import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 
 
@@ -106,13 +108,19 @@ def mime_type_problem(text: str) -> Problem | None:
 
 _GCS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]/.+", re.DOTALL)
 _HTTP_URL = re.compile(r"https?://[^/\s?#]+[^\s]*", re.IGNORECASE)
+# A file uploaded with the Gemini Developer API's Files service (client.files.upload), e.g.
+# https://generativelanguage.googleapis.com/v1beta/files/abc123: Vertex AI cannot read it.
+_DEVELOPER_API_FILE = re.compile(
+    r"https?://generativelanguage\.googleapis\.com/(?:[^?#]*/)?files/", re.IGNORECASE
+)
 
 
 def file_uri_problem(text: str) -> Problem | None:
     """A Cloud Storage object (``gs://bucket/object``) or an http(s) URL.
 
     Vertex AI reads ``fileData`` from Cloud Storage, from public YouTube URLs and from publicly
-    readable HTTP(S) URLs, so any http(s) URL is accepted; other schemes are refused.
+    readable HTTP(S) URLs, so an http(s) URL is accepted, except one of the Gemini Developer
+    API's Files service, which only that API can read; other schemes are refused.
     """
     if text.startswith("gs://"):
         if _GCS_URI.fullmatch(text):
@@ -123,6 +131,15 @@ def file_uri_problem(text: str) -> Problem | None:
             "point fileUri at an object, e.g. 'gs://my-bucket/images/cat.png'",
         )
     if _HTTP_URL.fullmatch(text):
+        if _DEVELOPER_API_FILE.match(text):
+            return Problem(
+                "gemini_api_file_uri",
+                "a Cloud Storage URI (gs://bucket/object) or a public http(s) URL: a file of the "
+                "Gemini Developer API's Files service can be read only by that API, not by "
+                "Vertex AI",
+                "upload the file to Cloud Storage (e.g. gcloud storage cp FILE gs://BUCKET/) and "
+                "use its gs:// URI as fileUri",
+            )
         return None
     return Problem(
         "invalid_uri",
@@ -130,6 +147,20 @@ def file_uri_problem(text: str) -> Problem | None:
         "upload local files to Cloud Storage and use their gs:// URI, "
         "or send small files inline as inlineData",
     )
+
+
+_YOUTUBE_HOSTS = frozenset(
+    {"youtube.com", "www.youtube.com", "m.youtube.com", "music.youtube.com", "youtu.be"}
+)
+
+
+def is_youtube_url(text: str) -> bool:
+    """Whether an http(s) URL points at YouTube, which Vertex AI reads as a video."""
+    try:
+        host = urllib.parse.urlsplit(text).hostname
+    except ValueError:
+        return False
+    return host is not None and host.lower() in _YOUTUBE_HOSTS
 
 
 # Vertex AI: start with a letter or underscore; letters, digits, '_', '.', ':', '-'; <= 128.
@@ -230,11 +261,23 @@ def column_name_problem(text: str) -> Problem | None:
     )
 
 
-# Google Cloud label rules (the documented ASCII subset; international lowercase letters are
-# also allowed by Google Cloud but not checked here, so they are refused to stay on the safe side).
+# Google Cloud label rules, the one place batchbox keeps them (request labels here; the submit
+# path applies the same two functions to the labels of an upload's metadata). As the Google
+# Cloud API references state them (e.g. the `labels` of Cloud Bigtable's Instance: keys match
+# [\p{Ll}\p{Lo}][\p{Ll}\p{Lo}\p{N}_-]{0,62}, values [\p{Ll}\p{Lo}\p{N}_-]{0,63}, keys and values
+# under 128 bytes, at most 64 labels) and Resource Manager's "Requirements for labels" in words:
+# lowercase letters, numeric characters, underscores and dashes; international characters are
+# allowed; a key starts with a lowercase letter or an international character. So 'données' and
+# 'チーム' are fine, 'Team' is not. ASCII labels, nearly all of them, take the regexes.
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+_LABEL_LETTERS = frozenset({"Ll", "Lo"})  # lowercase letters, and letters that have no case
+_LABEL_OTHERS = frozenset({"Ll", "Lo", "Nd", "Nl", "No"})
+MAX_LABEL_CHARS = 63
+MAX_LABEL_BYTES = 127  # "under 128 bytes", in UTF-8
 MAX_LABELS = 64
+
+_LABEL_CHARACTERS = "lowercase letters (international ones too), digits, '_' or '-'"
 
 
 # Label keys and values already found valid: lines usually repeat a few of them.
@@ -244,30 +287,57 @@ _VALID_LABELS_SIZE = 1024
 
 
 def label_key_problem(text: str) -> Problem | None:
-    """A label key: 1-63 lowercase letters, digits, '_' or '-', starting with a letter."""
+    """A Google Cloud label key: 1-63 lowercase letters (international ones included), digits,
+    '_' or '-', starting with a lowercase letter; under 128 bytes."""
     if text in _VALID_LABEL_KEYS:
         return None
-    if _LABEL_KEY.fullmatch(text):
+    if _LABEL_KEY.fullmatch(text) or (
+        not text.isascii() and _label_text_ok(text) and _category(text[0]) in _LABEL_LETTERS
+    ):
         if len(_VALID_LABEL_KEYS) < _VALID_LABELS_SIZE:
             _VALID_LABEL_KEYS.add(text)
         return None
     return Problem(
         "invalid_label_key",
-        "1-63 characters: lowercase letters, digits, '_' or '-', starting with a letter",
-        "lower-case the key and replace other characters with '_' or '-'",
+        f"1-{MAX_LABEL_CHARS} characters (under 128 bytes): {_LABEL_CHARACTERS}, starting with "
+        "a lowercase letter",
+        _label_fix("key", text),
     )
 
 
 def label_value_problem(text: str) -> Problem | None:
-    """A label value: 0-63 lowercase letters, digits, '_' or '-'."""
+    """A Google Cloud label value: 0-63 lowercase letters (international ones included), digits,
+    '_' or '-'; under 128 bytes."""
     if text in _VALID_LABEL_VALUES:
         return None
-    if _LABEL_VALUE.fullmatch(text):
+    if _LABEL_VALUE.fullmatch(text) or (not text.isascii() and _label_text_ok(text)):
         if len(_VALID_LABEL_VALUES) < _VALID_LABELS_SIZE:
             _VALID_LABEL_VALUES.add(text)
         return None
     return Problem(
         "invalid_label_value",
-        "0-63 characters: lowercase letters, digits, '_' or '-'",
-        "lower-case the value and replace other characters with '_' or '-'",
+        f"0-{MAX_LABEL_CHARS} characters (under 128 bytes): {_LABEL_CHARACTERS}",
+        _label_fix("value", text),
     )
+
+
+def _category(char: str) -> str:
+    return unicodedata.category(char)
+
+
+def _label_text_ok(text: str) -> bool:
+    return (
+        len(text) <= MAX_LABEL_CHARS
+        and len(text.encode("utf-8")) <= MAX_LABEL_BYTES
+        and all(char in "_-" or _category(char) in _LABEL_OTHERS for char in text)
+    )
+
+
+def _label_fix(what: str, text: str) -> str:
+    if len(text) > MAX_LABEL_CHARS or len(text.encode("utf-8")) > MAX_LABEL_BYTES:
+        return f"shorten the {what} to at most {MAX_LABEL_CHARS} characters and 127 bytes"
+    if text != text.lower():
+        return f"lower-case the {what} ({text.lower()!r}), and replace other characters with '_'"
+    if what == "key" and text and _category(text[0]) not in _LABEL_LETTERS:
+        return "start the key with a lowercase letter"
+    return f"replace characters other than {_LABEL_CHARACTERS} with '_' or '-'"

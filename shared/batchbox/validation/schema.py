@@ -387,7 +387,10 @@ def _request_spec(specs: dict[str, ObjectSpec]) -> ObjectSpec:
     content = Field("contents", "contents", OBJECT, request.name, spec=specs["Content"])
     content.type_fix = f"write each turn as an object, e.g. {_CONTENT_EXAMPLE}"
     contents = add("contents", LIST, item=content, min_items=1)
-    contents.type_fix = f"write contents as a list of turns, e.g. [{_CONTENT_EXAMPLE}]"
+    contents.type_fix = (
+        f"write contents as a list of turns, e.g. [{_CONTENT_EXAMPLE}] (one turn may also be "
+        "written as an object on its own, the same way on every line)"
+    )
     system = add("systemInstruction", OBJECT, spec=specs["SystemInstruction"])
     system.type_fix = f'write systemInstruction as a Content object: {{"parts": [{_TEXT_PART}]}}'
     add("generationConfig", OBJECT, spec=specs["GenerationConfig"])

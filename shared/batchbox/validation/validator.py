@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import collections
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import orjson
 
-from batchbox.validation.checker import LineChecker
+from batchbox.formats import openai
+from batchbox.validation.checker import STRICT_NOTE, LineChecker
 from batchbox.validation.framing import ByteStream, LineReader
 from batchbox.validation.messages import describe, join_key
 from batchbox.validation.report import Limits, LineError, ValidationReport, ValidLine
@@ -25,6 +27,10 @@ _BRACE = 0x7B  # b"{"[0]: nearly every line starts with it, which skips the blan
 _NON_FINITE = re.compile(rb"-?(?:NaN|Infinity|inf|nan)\b")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _NOT_PARSED = object()
+_NOT_CONVERTED = object()  # an OpenAI line that could not be converted (the line is invalid)
+GEMINI = "gemini"
+OPENAI = "openai"
+INPUT_FORMATS = (GEMINI, OPENAI)
 _loads = orjson.loads
 _new = object.__new__
 _set_line = vars(ValidLine)["line"].__set__
@@ -45,6 +51,14 @@ class FileValidator:
     ``reserved_labels`` are request label keys the caller will add itself (batchbox's submit
     labels each request with its line number): a line may not use them, and they count toward
     Vertex AI's limit on labels.
+
+    ``strict`` reports advisories as errors (upload metadata ``strict=true``); otherwise they go
+    to ``report.warnings`` and never make a line invalid. ``project_buckets``, when given, are
+    the buckets known to be in the job's project: a ``gs://`` fileUri elsewhere gets a warning.
+    ``input_format="openai"`` (upload metadata ``format=openai``) reads OpenAI Batch API lines:
+    each is converted (:mod:`batchbox.formats.openai`) and validated, the yielded
+    :class:`ValidLine` holds the converted ``{"custom_id": ..., "request": ...}`` record, and
+    ``custom_id`` is the id field whatever ``id_field`` says.
     """
 
     def __init__(
@@ -54,14 +68,30 @@ class FileValidator:
         id_field: str | None = "id",
         name: str | None = None,
         reserved_labels: tuple[str, ...] = (),
+        strict: bool = False,
+        project_buckets: Collection[str] | None = None,
+        input_format: str = GEMINI,
     ) -> None:
+        if input_format not in INPUT_FORMATS:
+            raise ValueError(f"input_format must be one of {INPUT_FORMATS}, not {input_format!r}")
+        self._input_format = input_format
+        self._openai = input_format == OPENAI
+        if self._openai:
+            id_field = openai.ID_KEY  # custom_id identifies OpenAI lines, whatever was asked
         self._limits = limits
         self._reserved_labels = reserved_labels
         self._id_field = id_field
         self._name = name
-        self._checker = LineChecker(track_types=True)
+        self._strict = strict
+        buckets = frozenset(project_buckets) if project_buckets is not None else None
+        self._checker = LineChecker(track_types=True, strict=strict, buckets=buckets)
         self._errors: list[LineError] = []
         self._error_count = 0
+        self._warnings: list[LineError] = []
+        self._warning_count = 0
+        # Lines without an id read before any line had one: told about at the end, if one did.
+        self._no_id_lines: list[int] = []
+        self._no_id_count = 0
         self._fatal = False
         self._lines_total = 0
         self._lines_valid = 0
@@ -77,6 +107,8 @@ class FileValidator:
         is complete. Lines are yielded before the end of the file is known, so a caller that
         submits them must still check ``report.fatal`` at the end (an oversized file is only
         known to be oversized when its limit is crossed) and discard everything if it is set.
+        In strict mode, a line without an id read before the first line that has one is found
+        invalid only at the end (``report.ok`` is then false, and the error names the line).
         """
         if self._started:
             raise RuntimeError("a FileValidator validates one stream; create another")
@@ -100,6 +132,7 @@ class FileValidator:
                     self._too_many_lines()
                     break
                 if total == 1 and data is not None and self._not_jsonl(bytes(data)):
+                    self._lines_total = 0  # not a request: the file is not JSON Lines at all
                     break
                 valid = check_line(number, data, size)
                 if valid is not None:
@@ -125,6 +158,10 @@ class FileValidator:
             errors=tuple(self._errors),
             fatal=self._fatal,
             id_field=self._id_field if self._ids else None,
+            warning_count=self._warning_count,
+            warnings=tuple(self._warnings),
+            strict=self._strict,
+            input_format=self._input_format,
         )
 
     # --- One line ---------------------------------------------------------------------------
@@ -142,7 +179,10 @@ class FileValidator:
                 record = _loads(data)
             except orjson.JSONDecodeError as exc:
                 self._parse_error(data, exc)
-        if record is not _NOT_PARSED:
+        origins: dict[str, str] | None = None
+        if self._openai and record is not _NOT_PARSED:
+            record, origins = self._convert(record)
+        if record is not _NOT_PARSED and record is not _NOT_CONVERTED:
             check_record(checker, record)
             id_field = self._id_field
             value = record.get(id_field) if id_field is not None and type(record) is dict else None
@@ -153,12 +193,18 @@ class FileValidator:
                     self._ids[value] = number  # the usual id: valid and new
                 else:
                     self._check_id(record)  # says what is wrong with it
+            elif id_field is not None and type(record) is dict:
+                self._missing_id(number)
             if self._reserved_labels and type(record) is dict:
                 self._check_reserved_labels(record)
         # An unparsed line is never valid, even when its error went to the file (not_jsonl).
         # (checker.errors is empty only when no error was found: none are dropped before it fills.)
+        if origins is not None and (checker.errors or checker.warnings):
+            _report_at_origins(checker, origins)
         valid = record is not _NOT_PARSED and not checker.errors
         checker.end(valid=valid)
+        if checker.warnings:
+            self._keep_warnings(checker.warnings)
         if not valid:
             self._keep(checker.errors, checker.error_count)
             return None
@@ -199,16 +245,69 @@ class FileValidator:
                 f"remove {len(labels) - room} label(s) from this request",
             )
 
+    def _convert(self, record: Any) -> tuple[Any, dict[str, str] | None]:
+        """An OpenAI line as a Gemini line, with where each part of it came from; or
+        _NOT_CONVERTED, with the reasons recorded as errors of the line."""
+        if type(record) is not dict:
+            return record, None  # check_record says what is wrong with it
+        if "request" in record and not openai.looks_like_openai_line(record):
+            self._checker.fail(
+                "request",
+                "gemini_line",
+                'a Gemini batch line ({"request": ...}) in a file read as OpenAI Batch API lines',
+                'OpenAI lines: {"custom_id", "method": "POST", "url": "/v1/chat/completions", '
+                '"body"}',
+                "write this line in the OpenAI format, or submit Gemini lines without "
+                "format=openai (a file holds one format)",
+            )
+            return _NOT_CONVERTED, None
+        try:
+            return openai.convert_with_paths(record)
+        except openai.ConversionError as exc:
+            for problem in exc.problems:
+                self._checker.fail(
+                    problem.path, problem.code, problem.found, problem.allowed, problem.fix
+                )
+            return _NOT_CONVERTED, None
+
+    def _missing_id(self, number: int) -> None:
+        if self._ids:
+            self._checker.warn(*_missing_id_warning(self._id_field))
+            return
+        self._no_id_count += 1
+        if len(self._no_id_lines) < self._limits.max_warnings:
+            self._no_id_lines.append(number)
+
+    def _missing_ids_at_end(self) -> None:
+        """Lines without an id, read before the first line that had one."""
+        if not self._ids or not self._no_id_count:
+            return
+        path, code, found, allowed, fix = _missing_id_warning(self._id_field)
+        if not self._strict:
+            late = [LineError(line, path, code, found, allowed, fix) for line in self._no_id_lines]
+            self._keep_warnings(late, self._no_id_count)
+            self._warnings.sort(key=lambda warning: warning.line or 0)
+            return
+        # In strict mode they are errors, found after those lines were yielded as valid: the
+        # report counts them invalid (and not ok), which a caller checks before submitting.
+        fix += STRICT_NOTE
+        late = [LineError(line, path, code, found, allowed, fix) for line in self._no_id_lines]
+        self._lines_valid -= self._no_id_count
+        self._keep(late, self._no_id_count)
+        self._errors.sort(key=lambda error: error.line or 0)
+
     def _parse_error(self, view: bytes | memoryview, exc: orjson.JSONDecodeError) -> None:
         data = bytes(view)
         found, allowed, fix, code = _json_error(data, exc)
         if self._lines_valid == 0 and self._lines_total == 1 and _opens_document(data):
+            self._lines_total = 0  # not a request: the file is not JSON Lines at all
             self._file_error(
                 "not_jsonl",
                 "a JSON document spread over several lines",
-                "JSONL: one complete JSON object per line",
-                "write each request on a single line (e.g. json.dumps(obj) per line, "
-                "without indent)",
+                "JSON Lines (JSONL): batch input is one complete JSON object per line",
+                "write each request on one line: jq -c . in.json > in.jsonl converts a "
+                "pretty-printed object (or a stream of them); in Python, write json.dumps(obj) "
+                "+ '\\n' per request, without indent",
             )
         else:
             self._checker.fail("", code, found, allowed, fix)
@@ -274,9 +373,10 @@ class FileValidator:
             self._file_error(
                 "json_array",
                 "a JSON array (the file starts with '[')",
-                "JSONL: one JSON object per line, not an array of objects",
-                "write each element of the array on its own line, without the brackets and "
-                "commas between them",
+                "JSON Lines (JSONL): batch input is one JSON object per line, with no array "
+                "around them",
+                "convert the array to one element per line: jq -c '.[]' in.json > in.jsonl; "
+                "in Python, for item in json.load(src): out.write(json.dumps(item) + '\\n')",
             )
             return True
         if data.startswith(_UTF16_BOMS):
@@ -299,6 +399,8 @@ class FileValidator:
         )
 
     def _finish(self, reader: LineReader) -> None:
+        if not self._fatal:
+            self._missing_ids_at_end()
         if reader.over_file_limit:
             limit = self._limits.max_file_bytes
             self._file_error(
@@ -321,11 +423,39 @@ class FileValidator:
         self._error_count += 1
         self._errors.append(LineError(None, "", code, found, allowed, fix))
 
+    def _keep_warnings(self, warnings: list[LineError], count: int | None = None) -> None:
+        room = self._limits.max_warnings - len(self._warnings)
+        if room > 0:
+            self._warnings.extend(warnings[:room])
+        self._warning_count += len(warnings) if count is None else count
+
     def _keep(self, errors: list[LineError], count: int) -> None:
         room = self._limits.max_errors - len(self._errors)
         if room > 0:
             self._errors.extend(errors[:room])
         self._error_count += count
+
+
+def _report_at_origins(checker: LineChecker, origins: dict[str, str]) -> None:
+    """Move the errors and warnings of a converted request to the paths the user wrote."""
+
+    def moved(error: LineError) -> LineError:
+        path = openai.map_path(error.path, origins)
+        return LineError(error.line, path, error.code, error.found, error.allowed, error.fix)
+
+    checker.errors[:] = [moved(error) for error in checker.errors]
+    checker.warnings[:] = [moved(warning) for warning in checker.warnings]
+
+
+def _missing_id_warning(id_field: str | None) -> tuple[str, str, str, str, str]:
+    """(path, code, found, allowed, fix) of a line without the id other lines have."""
+    return (
+        id_field or "",
+        "missing_id",
+        f"no {id_field!r} on this line, while other lines of the file have one",
+        f"an {id_field!r} on every line, or on none",
+        f"add an {id_field!r} to this line: its result cannot be matched by id otherwise",
+    )
 
 
 def _blank(data: bytes | memoryview) -> bool:
@@ -359,12 +489,37 @@ def _json_error(data: bytes, exc: orjson.JSONDecodeError) -> tuple[str, str, str
             "allow_nan=False; replace such values before writing the file)",
             "non_finite_number",
         )
+    if _python_literal(text):
+        return (
+            "a Python dict written with str() or repr() (single quotes, True, False or None)",
+            "JSON: double-quoted strings, true, false and null",
+            "write each line with json.dumps(record), not str(record), repr(record) or "
+            "print(record)",
+            "python_repr",
+        )
     return (
         f"invalid JSON: {exc.msg} at column {exc.colno}",
         "one complete JSON object per line",
         "fix the JSON syntax of this line (a JSON encoder such as json.dumps never produces this)",
         "invalid_json",
     )
+
+
+# A line longer than this is not tried as a Python literal: the hint is for the usual mistake
+# (print(record) of a small dict), and a hostile file must not make every bad line costly.
+_MAX_LITERAL_CHARS = 64 * 1024
+
+
+def _python_literal(text: str) -> bool:
+    """Whether a line that is not JSON is a Python dict literal (what str(dict) prints)."""
+    text = text.strip()
+    if not text.startswith("{") or len(text) > _MAX_LITERAL_CHARS:
+        return False
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return type(value) is dict
 
 
 def validate_request(obj: Any, *, path: str = "request") -> list[LineError]:
@@ -384,8 +539,12 @@ def validate_file(
     limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing the default is safe
     id_field: str | None = "id",
     name: str | None = None,
+    strict: bool = False,
+    input_format: str = GEMINI,
 ) -> ValidationReport:
     """Validate a whole stream and return the report (the valid lines are not kept)."""
-    validator = FileValidator(limits=limits, id_field=id_field, name=name)
+    validator = FileValidator(
+        limits=limits, id_field=id_field, name=name, strict=strict, input_format=input_format
+    )
     collections.deque(validator.lines(stream), maxlen=0)
     return validator.report

@@ -20,6 +20,10 @@ def user(*parts: Any) -> dict[str, Any]:
 
 ACCEPTED: dict[str, Any] = {
     "parts as a single object": {"contents": [{"role": "user", "parts": {"text": "Hi"}}]},
+    # As Vertex AI's REST examples write a single turn.
+    "contents and parts as single objects": {
+        "contents": {"role": "user", "parts": {"text": "Why is the sky blue?"}}
+    },
     "camelCase and snake_case mixed between levels": {
         "contents": [
             {
@@ -157,6 +161,10 @@ ACCEPTED: dict[str, Any] = {
         "cachedContent": "projects/p/locations/us-central1/cachedContents/123",
         "model": "publishers/google/models/gemini-2.5-flash",
     },
+    "labels with international characters, as Google Cloud's label rules allow": {
+        "contents": [user({"text": "Hi"})],
+        "labels": {"team": "données", "équipe": "日本", "größe": "ß-2"},
+    },
     "thoughts echoed back": {
         "contents": [
             user({"text": "Plan it"}),
@@ -209,6 +217,13 @@ def test_parts_as_objects_on_every_line_pass() -> None:
     single = text_request(contents=[{"role": "user", "parts": {"text": "Hi"}}])
     report = run(jsonl(*(line(single, id=index) for index in range(5))))
     assert report.ok
+    assert report.lines_valid == 5
+
+
+def test_contents_as_objects_on_every_line_pass() -> None:
+    single = {"contents": {"role": "user", "parts": [{"text": "Hi"}]}}
+    report = run(jsonl(*(line(single, id=index) for index in range(5))))
+    assert report.ok, [error.message() for error in report.errors]
     assert report.lines_valid == 5
 
 

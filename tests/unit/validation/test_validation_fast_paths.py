@@ -58,6 +58,7 @@ BASES: list[dict[str, Any]] = [
     },
     {"contents": [{"parts": [{"text": "no role, one turn"}]}]},
     {"contents": [{"role": "user", "parts": {"text": "one part object"}}]},
+    {"contents": {"role": "user", "parts": [{"text": "one turn object"}]}},
     {
         "contents": [
             user({"text": "Weather?"}),
@@ -297,7 +298,7 @@ def plain_walk(monkeypatch: pytest.MonkeyPatch) -> None:
     """Switch the fast paths off: turns, parts and free-form values take the generic walk."""
     entries = schema.REQUEST.entries
     for key, check in [
-        ("contents", checks._check_list),
+        ("contents", checks._check_turns),
         ("systemInstruction", checks._check_object),
         ("system_instruction", checks._check_object),
     ]:

@@ -183,13 +183,21 @@ def test_an_empty_file_is_fatal(data: bytes) -> None:
     assert error.message().startswith("file: found no requests")
 
 
-def test_a_json_array_file_is_fatal_and_says_so() -> None:
-    data = orjson.dumps([line(), line()], option=orjson.OPT_INDENT_2)
+@pytest.mark.parametrize("indent", [0, orjson.OPT_INDENT_2], ids=["one line", "indented"])
+def test_a_json_array_file_is_fatal_and_says_how_to_convert_it(indent: int) -> None:
+    data = orjson.dumps([line(), line()], option=indent)
     report = run(data, name="in.json")
     error = only_error(report)
     assert error.code == "json_array"
-    assert "JSON array" in error.found
+    assert "a JSON array" in error.found
+    assert "JSON Lines" in error.allowed
+    assert "jq -c '.[]'" in error.fix
     assert report.fatal
+    # Not "1 request (0 valid, 1 invalid)": the array was not read as requests at all.
+    assert (report.lines_total, report.lines_invalid) == (0, 0)
+    text = report.render_text(source="in.json")
+    assert "1 request" not in text
+    assert "the file is not JSON Lines" in text
 
 
 def test_pretty_printed_json_is_fatal() -> None:
@@ -200,7 +208,10 @@ def test_pretty_printed_json_is_fatal() -> None:
     error = only_error(report)
     assert (error.code, error.line) == ("not_jsonl", None)
     assert "spread over several lines" in error.found
+    assert "jq -c ." in error.fix
     assert report.fatal
+    assert (report.lines_total, report.lines_invalid) == (0, 0)
+    assert "the file is not JSON Lines" in report.render_text(source="in.jsonl")
 
 
 @pytest.mark.parametrize("name", ["requests.csv", "requests.jsonl.gz", "requests"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 
 from batchbox.validation import Limits
@@ -59,11 +60,16 @@ class Case:
     says: str  # a substring of the error's message
     line: int | None = -1  # -1: the last line of the file
     limits: Limits | None = None
+    never: str | None = None  # a substring the message must not have
 
 
-def case(id: str, request: Any, code: str, path: str, says: str) -> Case:
+def case(id: str, request: Any, code: str, path: str, says: str, never: str | None = None) -> Case:
     """A one-line file holding ``request``."""
-    return Case(id, (line(request),), code, path, says)
+    return Case(id, (line(request),), code, path, says, never=never)
+
+
+def safety(category: str, threshold: str) -> dict[str, Any]:
+    return text_request(safetySettings=[{"category": category, "threshold": threshold}])
 
 
 CASES = [
@@ -91,11 +97,25 @@ CASES = [
     ),
     case("empty contents", {"contents": []}, "empty_list", "request.contents", "at least 1"),
     case(
-        "contents as an object",
-        {"contents": USER},
+        "contents as a string",
+        {"contents": "Hi"},
         "wrong_type",
         "request.contents",
-        "write contents as a list of turns",
+        "one turn may also be written as an object on its own",
+    ),
+    Case(
+        "contents object after contents array",
+        (line(), line({"contents": USER})),
+        "type_mismatch_across_lines",
+        "request.contents",
+        "an object here, while line 1 had an array",
+    ),
+    Case(
+        "contents array after contents object",
+        (line({"contents": USER}), line()),
+        "type_mismatch_across_lines",
+        "request.contents",
+        "an array here, while line 1 had an object",
     ),
     case(
         "no contents",
@@ -194,6 +214,20 @@ CASES = [
         "invalid_uri",
         "request.contents[0].parts[0].fileData.fileUri",
         "upload local files to Cloud Storage",
+    ),
+    case(
+        "a file of the Gemini Developer API's Files service",
+        parts(
+            {
+                "fileData": {
+                    "fileUri": "https://generativelanguage.googleapis.com/v1beta/files/abc123",
+                    "mimeType": "application/pdf",
+                }
+            }
+        ),
+        "gemini_api_file_uri",
+        "request.contents[0].parts[0].fileData.fileUri",
+        "upload the file to Cloud Storage",
     ),
     case(
         "bucket without object",
@@ -468,13 +502,57 @@ CASES = [
         "did you mean 'HARM_CATEGORY_HATE_SPEECH'?",
     ),
     case(
-        "unknown threshold",
-        text_request(
-            safetySettings=[{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ALL"}]
-        ),
+        "the strictest threshold is not 'BLOCK_NONE'",
+        safety("HARM_CATEGORY_HARASSMENT", "BLOCK_ALL"),
         "invalid_enum",
         "request.safetySettings[0].threshold",
-        "'BLOCK_NONE'",
+        "Fix: use one of 'BLOCK_LOW_AND_ABOVE', 'BLOCK_MEDIUM_AND_ABOVE', 'BLOCK_NONE'",
+        never="did you mean",
+    ),
+    case(
+        "an unknown category is not another category",
+        safety("HARM_CATEGORY_VIOLENCE", "BLOCK_NONE"),
+        "invalid_enum",
+        "request.safetySettings[0].category",
+        "Fix: use one of 'HARM_CATEGORY_CIVIC_INTEGRITY'",
+        never="did you mean",
+    ),
+    case(
+        "threshold with other separators",
+        safety("HARM_CATEGORY_HARASSMENT", "block-none"),
+        "invalid_enum",
+        "request.safetySettings[0].threshold",
+        "did you mean 'BLOCK_NONE'?",
+    ),
+    case(
+        "misspelt category",
+        safety("HARM_CATEGORY_HARRASMENT", "BLOCK_NONE"),
+        "invalid_enum",
+        "request.safetySettings[0].category",
+        "did you mean 'HARM_CATEGORY_HARASSMENT'?",
+    ),
+    case(
+        "a threshold of another word",
+        safety("HARM_CATEGORY_HARASSMENT", "BLOCK_ONLY_LOW"),
+        "invalid_enum",
+        "request.safetySettings[0].threshold",
+        "Fix: use one of",
+        never="did you mean",
+    ),
+    case(
+        "a field of another word",
+        config(topN=3),
+        "unknown_field",
+        "request.generationConfig.topN",
+        "remove 'topN'",
+        never="did you mean",
+    ),
+    case(
+        "misspelt snake_case field",
+        config(max_output_token=3),
+        "unknown_field",
+        "request.generationConfig.max_output_token",
+        "did you mean 'max_output_tokens'?",
     ),
     case(
         "safety setting without threshold",
@@ -549,6 +627,27 @@ CASES = [
         "lower-case the key",
     ),
     case(
+        "label key starting with a digit",
+        text_request(labels={"2024": "q1"}),
+        "invalid_label_key",
+        'request.labels["2024"]',
+        "start the key with a lowercase letter",
+    ),
+    case(
+        "label value with a capital international letter",
+        text_request(labels={"équipe": "Données"}),
+        "invalid_label_value",
+        "request.labels.équipe",
+        "lower-case the value ('données')",
+    ),
+    case(
+        "label value over 127 bytes",
+        text_request(labels={"team": "日" * 43}),
+        "invalid_label_value",
+        "request.labels.team",
+        "at most 63 characters and 127 bytes",
+    ),
+    case(
         "label value with a space",
         text_request(labels={"team": "deep research"}),
         "invalid_label_value",
@@ -576,6 +675,42 @@ CASES = [
         "missing_request",
         "",
         '{"request": {"contents": [...], ...}}',
+    ),
+    Case(
+        "Python dict repr",
+        (line(), str(line(id=1, flag=True, note=None)).encode()),
+        "python_repr",
+        "",
+        "write each line with json.dumps(record), not str(record)",
+    ),
+    Case(
+        "request encoded as a JSON string",
+        (line(), {"request": orjson.dumps(text_request()).decode()}),
+        "request_is_json_string",
+        "request",
+        "the request was encoded twice",
+    ),
+    Case(
+        "line encoded as a JSON string",
+        (line(), orjson.dumps(orjson.dumps(line()).decode())),
+        "line_is_json_string",
+        "",
+        "call json.dumps once per line",
+    ),
+    Case(
+        "an OpenAI Batch API line without format=openai",
+        (
+            line(),
+            {
+                "custom_id": "r1",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]},
+            },
+        ),
+        "openai_line",
+        "",
+        "--custom-metadata=format=openai",
     ),
     Case(
         "request as a string",
@@ -672,6 +807,8 @@ def test_malformed_input_is_reported_precisely(case: Case) -> None:
     ]
     assert matching, [error.message() for error in report.errors]
     assert case.says in matching[0].message()
+    if case.never is not None:
+        assert case.never not in matching[0].message()
     assert not report.ok
     assert not report.fatal
 
