@@ -39,13 +39,13 @@ resource "time_sleep" "iam_propagation" {
     google_service_account_iam_member.pubsub_mints_trigger_tokens,
     google_pubsub_topic_iam_member.dead_letter_publisher,
     # the functions at run time, and the Vertex AI service agent their jobs run as
-    google_storage_bucket_iam_member.submit_reads_inbox,
+    google_storage_bucket_iam_member.reads_inbox,
     google_storage_bucket_iam_member.complete_reads_output,
     google_storage_bucket_iam_member.writes_output_prefix,
     google_project_iam_member.registry_user,
     google_project_iam_member.batch_jobs,
     google_pubsub_topic_iam_member.publishes_results,
-    google_pubsub_topic_iam_member.poll_publishes_job_finished,
+    google_pubsub_topic_iam_member.publishes_job_finished,
     google_storage_bucket_iam_member.vertex_reads_output,
     google_storage_bucket_iam_member.vertex_writes_output_prefix,
   ]

@@ -4,11 +4,17 @@
 # project-level roles, and Vertex AI's is a custom role with the batch-job calls alone.
 #
 #   function   reads              writes                        publishes to     batch jobs
-#   submit     inbox              output/<prefix>               results          create, list
-#   poll       -                  -                             job-finished,    create, get, list,
+#   submit     inbox              output/<prefix>               job-finished,    create, list
+#                                                               results
+#   poll       inbox (+ list)     output/<prefix>               job-finished,    create, get, list,
 #                                                               results          cancel
-#   complete   output             output/<prefix>               results          -
+#   complete   output (+ list)    output/<prefix>               job-finished,    create, list
+#                                                               results
 #   (all three read and write the job registry)
+#
+# poll reads the inbox because the reconciler resumes an intake whose submit worker died and
+# the inbox sweep lists it; complete creates jobs because it submits re-drives; any of them
+# may finish an input (the last job refused or gone) and so announce it on job-finished.
 #
 # tests/infra/test_permissions.py derives these calls from the adapters and checks the roles
 # below allow exactly them.
@@ -23,10 +29,11 @@ locals {
 # ---------------------------------------------------------------------------------------------
 # Runtime identities of the functions
 
-resource "google_storage_bucket_iam_member" "submit_reads_inbox" {
-  bucket = google_storage_bucket.inbox.name
-  role   = "roles/storage.objectViewer"
-  member = local.function_members["submit"]
+resource "google_storage_bucket_iam_member" "reads_inbox" {
+  for_each = toset(["submit", "poll"])
+  bucket   = google_storage_bucket.inbox.name
+  role     = "roles/storage.objectViewer"
+  member   = local.function_members[each.key]
 }
 
 # complete lists a job's prediction files, and listing needs a bucket-wide grant (a list
@@ -39,7 +46,7 @@ resource "google_storage_bucket_iam_member" "complete_reads_output" {
 
 # Create, overwrite and delete only under the output prefix (staged inputs, reports, results).
 resource "google_storage_bucket_iam_member" "writes_output_prefix" {
-  for_each = toset(["submit", "complete"])
+  for_each = local.functions
   bucket   = google_storage_bucket.output.name
   role     = "roles/storage.objectUser"
   member   = local.function_members[each.key]
@@ -64,8 +71,8 @@ resource "google_project_iam_member" "registry_user" {
 
 # Batch prediction jobs have no resource-level IAM, and roles/aiplatform.user would allow
 # every other Vertex AI call too (endpoints, models, datasets, ...): a custom role per function
-# with the calls its code makes. submit creates a job after looking it up by display name;
-# poll also reads and cancels jobs (and submits queued ones).
+# with the calls its code makes. submit creates a job after looking it up by display name, and
+# so does complete for a re-drive; poll also reads and cancels jobs (and submits queued ones).
 locals {
   batch_job_permissions = {
     submit = [
@@ -76,6 +83,10 @@ locals {
       "aiplatform.batchPredictionJobs.cancel",
       "aiplatform.batchPredictionJobs.create",
       "aiplatform.batchPredictionJobs.get",
+      "aiplatform.batchPredictionJobs.list",
+    ]
+    complete = [
+      "aiplatform.batchPredictionJobs.create",
       "aiplatform.batchPredictionJobs.list",
     ]
   }
@@ -108,10 +119,11 @@ resource "google_pubsub_topic_iam_member" "publishes_results" {
   member   = local.function_members[each.key]
 }
 
-resource "google_pubsub_topic_iam_member" "poll_publishes_job_finished" {
-  topic  = google_pubsub_topic.job_finished.id
-  role   = "roles/pubsub.publisher"
-  member = local.function_members["poll"]
+resource "google_pubsub_topic_iam_member" "publishes_job_finished" {
+  for_each = local.functions
+  topic    = google_pubsub_topic.job_finished.id
+  role     = "roles/pubsub.publisher"
+  member   = local.function_members[each.key]
 }
 
 # ---------------------------------------------------------------------------------------------

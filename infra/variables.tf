@@ -239,11 +239,11 @@ variable "submit_function" {
 }
 
 variable "poll_function" {
-  description = "Sizing of poll, run on every tick (I/O bound, a few API calls per active job). One instance suffices; overlapping ticks are safe. Its timeout is also the ack deadline of its Pub/Sub push subscription (at most 600 s)."
+  description = "Sizing of poll, the reconciler run on every tick (I/O bound, a few API calls per active job; it also resumes the intake of an upload whose submit worker died, so give it submit's memory and timeout). One instance suffices; overlapping ticks are safe. Its timeout is also the ack deadline of its Pub/Sub push subscription (at most 600 s)."
   type = object({
-    memory          = optional(string, "512Mi")
+    memory          = optional(string, "1Gi")
     cpu             = optional(string, "1")
-    timeout_seconds = optional(number, 300)
+    timeout_seconds = optional(number, 540)
     min_instances   = optional(number, 0)
     max_instances   = optional(number, 2)
     concurrency     = optional(number, 1)

@@ -54,7 +54,7 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
         "write_bytes": {"upload_from_string": OBJECT_WRITE},
         "read_bytes": {"download_as_bytes": OBJECT_READ},
         "stat": {"bucket": LOCAL, "get_blob": OBJECT_READ},
-        "list": {"list_blobs": frozenset({"storage.objects.list"})},
+        "list": {"list_blobs": frozenset({"storage.objects.list"}), "items": LOCAL},
         "delete": {"delete": frozenset({"storage.objects.delete"})},
     },
     "registry": {
@@ -73,11 +73,13 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "where": LOCAL,
             "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
         },
-        # An unreadable record is parked in place.
-        "_parse": {
-            "to_dict": LOCAL,
-            "model_validate": LOCAL,
-            "update": frozenset({"datastore.entities.update"}),
+        # A read never writes: an unreadable record is only logged.
+        "_parse": {"to_dict": LOCAL, "model_validate": LOCAL},
+        "missing": {"get_all": frozenset({"datastore.entities.get"})},
+        "_marker_doc": {"collection": LOCAL, "document": LOCAL},
+        "marker": {"get": frozenset({"datastore.entities.get"}), "to_dict": LOCAL},
+        "set_marker": {
+            "set": frozenset({"datastore.entities.create", "datastore.entities.update"})
         },
     },
     "batch": {
@@ -109,6 +111,7 @@ NOT_SDK = frozenset({"log", "time", "random", "errors", "dt", "importlib", "cont
 TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
     "submit": {
         ("blobs", "open_read"): frozenset({"bucket:inbox"}),
+        # Staged shards and the validation report, under the output prefix.
         ("blobs", "open_write"): frozenset({"bucket:output/prefix"}),
         ("blobs", "write_bytes"): frozenset({"bucket:output/prefix"}),
         ("blobs", "delete"): frozenset({"bucket:output/prefix"}),
@@ -118,12 +121,24 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "in_stages"): frozenset({"database:registry"}),
         ("batch", "create"): frozenset({"project"}),
         ("batch", "find_by_display_name"): frozenset({"project"}),
-        ("publisher", "publish"): frozenset({"topic:results"}),
+        # A job the batch API refuses can finish its input: submit then announces it.
+        ("publisher", "publish"): frozenset({"topic:results", "topic:job_finished"}),
     },
     "poll": {
+        # The reconciler resumes an intake whose worker died (the same steps as submit), and
+        # the inbox sweep lists the inbox.
+        ("blobs", "open_read"): frozenset({"bucket:inbox"}),
+        ("blobs", "list"): frozenset({"bucket:inbox"}),
+        ("blobs", "open_write"): frozenset({"bucket:output/prefix"}),
+        ("blobs", "write_bytes"): frozenset({"bucket:output/prefix"}),
+        ("blobs", "delete"): frozenset({"bucket:output/prefix"}),
+        ("registry", "create"): frozenset({"database:registry"}),
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
         ("registry", "in_stages"): frozenset({"database:registry"}),
+        ("registry", "missing"): frozenset({"database:registry"}),
+        ("registry", "marker"): frozenset({"database:registry"}),
+        ("registry", "set_marker"): frozenset({"database:registry"}),
         ("batch", "create"): frozenset({"project"}),
         ("batch", "get"): frozenset({"project"}),
         ("batch", "find_by_display_name"): frozenset({"project"}),
@@ -131,14 +146,19 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("publisher", "publish"): frozenset({"topic:results", "topic:job_finished"}),
     },
     "complete": {
-        # Vertex AI's prediction files and the staged input, both under the output prefix.
+        # Vertex AI's prediction files and the staged shards, both under the output prefix.
         ("blobs", "open_read"): frozenset({"bucket:output/prefix"}),
         ("blobs", "list"): frozenset({"bucket:output"}),
         ("blobs", "open_write"): frozenset({"bucket:output/prefix"}),
         ("blobs", "write_bytes"): frozenset({"bucket:output/prefix"}),
+        ("blobs", "delete"): frozenset({"bucket:output/prefix"}),
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
-        ("publisher", "publish"): frozenset({"topic:results"}),
+        ("registry", "in_stages"): frozenset({"database:registry"}),
+        # A re-drive submits the input's next attempt.
+        ("batch", "create"): frozenset({"project"}),
+        ("batch", "find_by_display_name"): frozenset({"project"}),
+        ("publisher", "publish"): frozenset({"topic:results", "topic:job_finished"}),
     },
 }
 
@@ -232,8 +252,9 @@ def _modules() -> dict[str, ast.Module]:
     return modules
 
 
-def _top_level_functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
-    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+def _top_level_functions(tree: ast.Module) -> dict[str, ast.FunctionDef | ast.ClassDef]:
+    """Functions and classes (a class is followed whole: every method it has)."""
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
 
 
 def _imports(tree: ast.Module) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
@@ -260,7 +281,7 @@ def _port_of(node: ast.expr, port_params: dict[str, str]) -> str | None:
     return None
 
 
-def _port_params(function: ast.FunctionDef) -> dict[str, str]:
+def _port_params(function: ast.FunctionDef | ast.ClassDef) -> dict[str, str]:
     protocols = {protocol: port for port, (_, _, protocol) in PORTS.items()}
     found = {}
     for node in ast.walk(function):

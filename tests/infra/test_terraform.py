@@ -104,6 +104,9 @@ def test_no_primitive_roles_and_no_authoritative_iam(directory: Path) -> None:
 
 
 # What each function may do, and nothing more: a new grant must be added here on purpose.
+# poll reads the inbox and writes under the output prefix because the reconciler resumes an
+# intake whose submit worker died (and the sweep lists the inbox); complete creates re-drive
+# jobs; any function may finish an input and announce it on job-finished.
 EXPECTED_FUNCTION_GRANTS = {
     "submit": {
         ("roles/storage.objectViewer", "bucket:inbox"),
@@ -111,8 +114,11 @@ EXPECTED_FUNCTION_GRANTS = {
         ("roles/datastore.user", "project"),
         ("custom:batch_jobs[submit]", "project"),
         ("roles/pubsub.publisher", "topic:results"),
+        ("roles/pubsub.publisher", "topic:job_finished"),
     },
     "poll": {
+        ("roles/storage.objectViewer", "bucket:inbox"),
+        ("roles/storage.objectUser", "bucket:output"),
         ("roles/datastore.user", "project"),
         ("custom:batch_jobs[poll]", "project"),
         ("roles/pubsub.publisher", "topic:results"),
@@ -122,7 +128,9 @@ EXPECTED_FUNCTION_GRANTS = {
         ("roles/storage.objectViewer", "bucket:output"),
         ("roles/storage.objectUser", "bucket:output"),
         ("roles/datastore.user", "project"),
+        ("custom:batch_jobs[complete]", "project"),
         ("roles/pubsub.publisher", "topic:results"),
+        ("roles/pubsub.publisher", "topic:job_finished"),
     },
 }
 
@@ -137,6 +145,7 @@ def test_writes_to_the_output_bucket_are_confined_to_the_output_prefix(root: Mod
     writers = [g for g in grants(root) if g.role == "roles/storage.objectUser"]
     assert {g.principal for g in writers} == {
         "function:submit",
+        "function:poll",
         "function:complete",
         "agent:aiplatform",
     }
@@ -148,8 +157,9 @@ def test_writes_to_the_output_bucket_are_confined_to_the_output_prefix(root: Mod
 
 def test_nothing_may_write_to_the_inbox(root: Module) -> None:
     on_inbox = [g for g in grants(root) if g.target == "bucket:inbox"]
-    assert [(g.principal, g.role) for g in on_inbox] == [
-        ("function:submit", "roles/storage.objectViewer")
+    assert sorted((g.principal, g.role) for g in on_inbox) == [
+        ("function:poll", "roles/storage.objectViewer"),
+        ("function:submit", "roles/storage.objectViewer"),
     ]
 
 
@@ -177,6 +187,7 @@ def test_project_level_roles_are_only_those_without_a_narrower_resource(root: Mo
         *((f"function:{name}", "roles/datastore.user") for name in FUNCTIONS),  # conditioned
         ("function:submit", "custom:batch_jobs[submit]"),  # batch jobs: no resource IAM
         ("function:poll", "custom:batch_jobs[poll]"),
+        ("function:complete", "custom:batch_jobs[complete]"),
         ("trigger:submit", "roles/eventarc.eventReceiver"),
         ("agent:gcs", "roles/pubsub.publisher"),  # Eventarc's transport topic has no fixed name
         ("sa:build", "roles/logging.logWriter"),
