@@ -73,6 +73,7 @@ _TRANSIENT_STATUS = re.compile(
     r"|^(?:Too Many Requests|Internal Server Error|Service Unavailable|Gateway Timeout)\b"
 )
 _PROGRESS_STATES = frozenset({VertexState.EXPIRED, VertexState.FAILED})
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
 # --- Reading one prediction row -------------------------------------------------------------------
@@ -559,6 +560,7 @@ def _lease(record: InputRecord, deps: Deps) -> InputRecord:
 
 def _outputs(record: InputRecord) -> Outputs:
     prefix = record.output_prefix or ""
+    openai = record.options is not None and record.options.input_format == "openai"
     return Outputs(
         prefix=prefix,
         results=f"{prefix}results.jsonl",
@@ -566,17 +568,39 @@ def _outputs(record: InputRecord) -> Outputs:
         summary=f"{prefix}summary.json",
         report=record.report_uri,
         predictions=f"{prefix}vertex/",
+        results_openai=f"{prefix}results.openai.jsonl" if openai else None,
     )
+
+
+def write_openai_results(outputs: Outputs, blobs: BlobStore) -> None:
+    """``results.openai.jsonl``: every line of an OpenAI-shaped input in the OpenAI batch output
+    format, answers from results.jsonl and failures (with their error) from errors.jsonl."""
+    from batchbox.formats import to_openai_output
+
+    assert outputs.results
+    assert outputs.errors
+    assert outputs.results_openai
+    with blobs.open_write(outputs.results_openai, content_type="application/jsonl") as out:
+        for result in iter_results(blobs, outputs.results):
+            row = {"status": "", "response": result["response"]}
+            out.write(orjson.dumps(to_openai_output(result.get("id"), row), option=_NEWLINE))
+        for failure in iter_results(blobs, outputs.errors):
+            error = failure.get("batchbox_error") or {}
+            row = {"status": f"{error.get('kind')}: {error.get('message')}"}
+            out.write(
+                orjson.dumps(to_openai_output(failure.get("custom_id"), row), option=_NEWLINE)
+            )
 
 
 def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
     """Count, then re-drive (None) or write the outputs and store the event (the record)."""
     settings = deps.settings
     outputs = _outputs(record)
+    id_field = record.options.id_field(settings.id_field) if record.options else settings.id_field
     tally = Tally()
     with deps.blobs.open_write(outputs.results or "", content_type="application/jsonl") as results:
-        files = read_predictions(record, deps.blobs, results, tally, settings.id_field)
-        match_pending(record, deps.blobs, results, tally, settings.id_field)
+        files = read_predictions(record, deps.blobs, results, tally, id_field)
+        match_pending(record, deps.blobs, results, tally, id_field)
     redrive = plan_redrive(record, tally, deps)
     if redrive:
         _start_redrive(record, redrive, deps)
@@ -589,6 +613,8 @@ def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
         # sources are not read again and errors.jsonl stays empty.
         if missing or tally.failed_lines:
             write_errors(record, deps.blobs, errors_out, tally)
+    if outputs.results_openai is not None:
+        write_openai_results(outputs, deps.blobs)
     now = deps.clock()
     data = result_data(record, tally, missing, outputs, settings, now)
     summary = {

@@ -141,7 +141,12 @@ class JobOptions(BaseModel):
     # Checked against the label rules before they are stored: no key can break a registry write.
     labels: dict[str, str] = Field(default_factory=dict)
     partial: bool = False
-    strict: bool = False
+    strict: bool = False  # warnings are errors
+    input_format: str = "gemini"  # or "openai": OpenAI Batch API lines, converted
+
+    def id_field(self, default: str) -> str:
+        """The top-level key that identifies a line: ``custom_id`` for OpenAI lines."""
+        return "custom_id" if self.input_format == "openai" else default
 
 
 class Counts(BaseModel):

@@ -15,6 +15,7 @@ import orjson
 from batchbox import errors
 from batchbox.models import JobOptions
 from batchbox.settings import Settings
+from batchbox.validation import INPUT_FORMATS
 from batchbox.validation.rules import MAX_LABELS, label_key_problem, label_value_problem
 
 MODEL_PREFIX = "publishers/google/models/"
@@ -117,9 +118,20 @@ def resolve_options(name: str, metadata: Mapping[str, str], settings: Settings) 
     if "partial" in meta:
         partial = parse_bool("partial", meta["partial"])
     strict = parse_bool("strict", meta["strict"]) if "strict" in meta else False
+    input_format = meta.get("format", "gemini").strip().lower() or "gemini"
+    if input_format not in INPUT_FORMATS:
+        raise OptionsError(
+            f"metadata 'format' is {meta['format']!r}; use one of {', '.join(INPUT_FORMATS)} "
+            "(openai: lines written for the OpenAI Batch API, converted to Gemini requests)"
+        )
     display_name = meta.get("display-name") or meta.get("display_name")
     if display_name is not None and len(display_name) > MAX_DISPLAY_NAME:
         raise OptionsError(f"metadata 'display-name' is longer than {MAX_DISPLAY_NAME} characters")
     return JobOptions(
-        model=model, display_name=display_name, labels=labels, partial=partial, strict=strict
+        model=model,
+        display_name=display_name,
+        labels=labels,
+        partial=partial,
+        strict=strict,
+        input_format=input_format,
     )

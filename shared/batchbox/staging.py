@@ -76,7 +76,7 @@ class ShardWriter:
         max_requests: int,
         max_bytes: int,
     ) -> None:
-        self._blobs = blobs
+        self.blobs = blobs
         self._prefix = prefix
         self._attempt = attempt
         self._max_requests = max_requests
@@ -114,7 +114,7 @@ class ShardWriter:
     def discard(self) -> None:
         """Delete every shard written so far (the input was rejected)."""
         for job in self.jobs:
-            self._blobs.delete(job.source_uri)
+            self.blobs.delete(job.source_uri)
 
     def _start(self) -> _Open:
         shard = len(self.jobs)
@@ -125,7 +125,7 @@ class ShardWriter:
                 "dest_uri": f"{self._prefix}vertex/{slot.slot}/",
             }
         )
-        context = self._blobs.open_write(job.source_uri, content_type="application/jsonl")
+        context = self.blobs.open_write(job.source_uri, content_type="application/jsonl")
         stream = context.__enter__()
         self._open = _Open(job=job, context=context, stream=stream)
         return self._open

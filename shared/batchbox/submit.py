@@ -269,6 +269,8 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
             id_field=settings.id_field,
             name=record.name,
             reserved_labels=(LINE_LABEL,),
+            strict=options.strict,
+            input_format=options.input_format,
         )
         assert record.output_prefix is not None
         shards = ShardWriter(
@@ -323,6 +325,7 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
                     "lines_total": report.lines_total,
                     "lines_submitted": written,
                     "lines_skipped": report.lines_invalid,
+                    "warnings": report.warning_count,
                     "lease_until": None,
                     "lease_owner": None,
                 }
@@ -393,6 +396,7 @@ def reject(
                 "report_uri": report_uri or current.report_uri,
                 "error": {"code": "rejected", "message": reason},
                 "lines_total": report.lines_total if report else current.lines_total,
+                "warnings": report.warning_count if report else current.warnings,
                 "lease_until": None,
                 "lease_owner": None,
                 "processed_at": now,

@@ -41,6 +41,8 @@ def jsonl(rows: list[dict]) -> bytes:
 # Row controls of the sharded input by line number modulo 23 (230 lines: 10 of each).
 SHARDED_ROWS = {3: "flaky", 7: "bad_request", 11: "retried", 17: "unlabelled"}
 
+METADATA = {"openai.jsonl": {"format": "openai"}}
+
 SCENARIOS: dict[str, tuple[list[dict], str]] = {
     "succeeded.jsonl": ([line(f"q{i}", id_=f"s{i}") for i in range(5)], "succeeded"),
     "partial.jsonl": (
@@ -67,6 +69,26 @@ SCENARIOS: dict[str, tuple[list[dict], str]] = {
             {"id": "r1", "request": {"contents": [{"role": "system", "parts": []}]}},
         ],
         "rejected",
+    ),
+    # Written for the OpenAI Batch API, submitted with metadata format=openai.
+    "openai.jsonl": (
+        [
+            {
+                "custom_id": f"task-{i}",
+                "method": "POST",
+                "url": "/v1/chat/completions",
+                "body": {
+                    "model": "gpt-4o-mini",
+                    "messages": [
+                        {"role": "system", "content": "Answer briefly."},
+                        {"role": "user", "content": f"What is {i} + {i}?"},
+                    ],
+                    "max_tokens": 50,
+                },
+            }
+            for i in range(3)
+        ],
+        "succeeded",
     ),
     # Split into 5 shards of at most 50 lines (BATCHBOX_SHARD_MAX_REQUESTS below), with rows
     # that fail once and are re-driven, fail for good, come back twice, lose their label, and
@@ -151,7 +173,7 @@ def run(stack: LocalStack) -> Run:
     )
     started = time.monotonic()
     for name, (rows, _) in SCENARIOS.items():
-        stack.upload(jsonl(rows), f"{result.prefix}{name}")
+        stack.upload(jsonl(rows), f"{result.prefix}{name}", metadata=METADATA.get(name))
     tick_topic = pubsub_v1.PublisherClient.topic_path(project, stack.config.topics.poll)
     deadline = started + 90
     while not result.done() and time.monotonic() < deadline:
@@ -271,3 +293,16 @@ def test_a_sharded_input_is_one_event_counting_every_line_once(run: Run) -> None
     summary = orjson.loads(run.stack.storage.bucket(bucket).blob(name).download_as_bytes())
     assert summary["unmatched_rows"] == 0
     assert any("incremental_predictions/" in f for f in summary["predictions_files"])
+
+
+def test_an_openai_batch_file_is_converted_and_answered_with_its_custom_ids(run: Run) -> None:
+    data = event_data(run, "openai.jsonl")
+    assert data["counts"]["succeeded"] == 3
+    results = read_jsonl(run.stack, data["outputs"]["results"])
+    assert sorted(r["id"] for r in results) == ["task-0", "task-1", "task-2"]
+    shaped = read_jsonl(run.stack, data["outputs"]["results_openai"])
+    assert sorted(r["custom_id"] for r in shaped) == ["task-0", "task-1", "task-2"]
+    for row in shaped:
+        assert row["error"] is None and row["response"]["status_code"] == 200
+        assert row["response"]["body"]["object"] == "chat.completion"
+        assert row["response"]["body"]["choices"][0]["message"]["content"]

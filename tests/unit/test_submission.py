@@ -453,3 +453,52 @@ def test_the_sweep_can_be_switched_off() -> None:
     upload(deps, "lost.jsonl", jsonl(*GOOD))
     clock.advance(3600)
     assert run_tick(deps).swept == [] and deps.registry.records == {}
+
+
+def test_warnings_never_block_unless_the_input_asks_for_strict() -> None:
+    costly = {
+        "id": "c",
+        "request": {**GOOD[0]["request"], "generationConfig": {"candidateCount": 2}},
+    }
+    deps = make_deps()
+    record = handle_finalized(
+        upload(deps, "w.jsonl", jsonl(GOOD[1], costly)), event_time=None, deps=deps
+    )
+    assert record.stage is Stage.RUNNING and record.warnings == 1
+    strict = handle_finalized(
+        upload(deps, "s.jsonl", jsonl(GOOD[1], costly), metadata={"strict": "true"}),
+        event_time=None,
+        deps=deps,
+    )
+    assert strict.stage is Stage.REJECTED  # strict: the warning is an error
+    [(data, _)] = deps.publisher.on("batchbox-results")
+    event = orjson.loads(data)
+    assert event["validation_error_count"] == 1
+    assert event["validation_errors"][0]["code"] == "several_candidates"
+
+
+def test_openai_lines_are_converted_when_the_input_says_so() -> None:
+    line = {
+        "custom_id": "task-1",
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+    }
+    deps = make_deps()
+    refused = handle_finalized(upload(deps, "o.jsonl", jsonl(line)), event_time=None, deps=deps)
+    assert refused.stage is Stage.REJECTED
+    record = handle_finalized(
+        upload(deps, "o2.jsonl", jsonl(line), metadata={"format": "openai"}),
+        event_time=None,
+        deps=deps,
+    )
+    assert record.stage is Stage.RUNNING and record.options.input_format == "openai"
+    [converted] = staged(deps, record.jobs[0].source_uri)
+    assert converted["custom_id"] == "task-1"
+    assert converted["request"]["contents"][0]["parts"][0]["text"] == "hi"
+    bad = handle_finalized(
+        upload(deps, "o3.jsonl", jsonl(line), metadata={"format": "anthropic"}),
+        event_time=None,
+        deps=deps,
+    )
+    assert bad.stage is Stage.REJECTED and "metadata 'format'" in bad.error["message"]
