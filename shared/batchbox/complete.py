@@ -784,3 +784,82 @@ def iter_results(blobs: BlobStore, uri: str) -> Iterator[dict[str, Any]]:
     with blobs.open_read(uri) as stream:
         for raw in iter_lines(stream):
             yield orjson.loads(raw)
+
+
+# --- On request: re-drive every failed line -------------------------------------------------------
+
+
+class _Discard:
+    """A results sink that keeps nothing (counting needs no results file)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def redrive_input(job_id: str, deps: Deps) -> InputRecord:
+    """Submit every failed or missing line of a processed input again, as its next attempt.
+
+    The input goes back to RUNNING; when the new jobs are final it gets one new result event
+    counting every line (a line answered now counts in ``redriven``).
+
+    Raises:
+        NotFoundError: no such input.
+        PermanentError: the input is not processed yet, or every line already succeeded.
+    """
+    record = deps.registry.get(job_id)
+    if record is None:
+        raise errors.NotFoundError(f"no input {job_id}")
+    if record.stage is not Stage.PROCESSED:
+        raise errors.PermanentError(
+            f"input {job_id} is {record.stage}: only a processed input can be re-driven"
+        )
+    settings = deps.settings
+    id_field = record.options.id_field(settings.id_field) if record.options else settings.id_field
+    tally = Tally()
+    sink: Any = _Discard()
+    read_predictions(record, deps.blobs, sink, tally, id_field)
+    match_pending(record, deps.blobs, sink, tally, id_field)
+    assert record.output_prefix is not None
+    shards = ShardWriter(
+        deps.blobs,
+        record.output_prefix,
+        attempt=record.attempt + 1,
+        max_requests=settings.shard_max_requests,
+        max_bytes=settings.shard_max_bytes,
+    )
+    with shards:
+        for job in _first_jobs(record):
+            with deps.blobs.open_read(job.source_uri) as stream:
+                for raw in iter_lines(stream):
+                    line = line_of(orjson.loads(raw))
+                    if line is not None and tally.state(line) != _OK:
+                        shards.write(raw + b"\n")
+    if not shards.jobs:
+        raise errors.PermanentError(f"every line of input {job_id} succeeded: nothing to re-drive")
+
+    def rerun(current: InputRecord) -> InputRecord | None:
+        if current.stage is not Stage.PROCESSED or current.attempt != record.attempt:
+            return None
+        return current.model_copy(
+            update={
+                "stage": Stage.RUNNING,
+                "jobs": (*current.jobs, *shards.jobs),
+                "result_event": None,
+                "processed_at": None,
+                "notify_lease_until": None,
+                "notified_at": None,
+                "lease_until": None,
+                "lease_owner": None,
+            }
+        )
+
+    running = deps.registry.update(job_id, rerun)
+    if running is None:
+        raise errors.PermanentError(f"input {job_id} changed meanwhile; look at it and try again")
+    log.warning(
+        "re-driving %d failed line(s) of input %s as attempt %d, on request",
+        sum(job.lines for job in shards.jobs),
+        job_id,
+        running.attempt,
+    )
+    return jobs.submit_ready(running, deps)

@@ -21,3 +21,29 @@ class Deps:
     batch: BatchJobs
     publisher: EventPublisher
     clock: Callable[[], dt.datetime]
+
+
+def cloud_deps(settings: Settings) -> Deps:
+    """The official clients' adapters for ``settings`` (they honour the emulator variables:
+    ``STORAGE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``, ``FIRESTORE_EMULATOR_HOST``). No client
+    is created until first used."""
+    from batchbox.adapters.firestore import FirestoreJobRegistry
+    from batchbox.adapters.gcs import GcsBlobStore
+    from batchbox.adapters.pubsub import PubSubPublisher
+    from batchbox.adapters.vertex import GenaiBatchJobs
+    from batchbox.models import utcnow
+
+    return Deps(
+        settings=settings,
+        blobs=GcsBlobStore(project=settings.project),
+        registry=FirestoreJobRegistry(
+            project=settings.project,
+            collection=settings.jobs_collection,
+            database=settings.firestore_database,
+        ),
+        batch=GenaiBatchJobs(
+            project=settings.project, location=settings.location, base_url=settings.vertex_base_url
+        ),
+        publisher=PubSubPublisher(project=settings.project),
+        clock=utcnow,
+    )

@@ -241,3 +241,34 @@ def announce(record: InputRecord, deps: Deps) -> None:
             else None
         ),
     )
+
+
+def cancel_input(job_id: str, deps: Deps) -> InputRecord:
+    """Cancel every unfinished job of an input: Vertex cancels the running ones (they end
+    CANCELLED with what they had done); the queued ones end at once. The reconciler then sees
+    every job final and the input gets its one result event, ``cancelled``.
+
+    Raises:
+        NotFoundError: no such input.
+        PermanentError: the input has no unfinished job.
+    """
+    record = deps.registry.get(job_id)
+    if record is None:
+        raise errors.NotFoundError(f"no input {job_id}")
+    open_jobs = [i for i, job in enumerate(record.jobs) if job.stage is not JobStage.DONE]
+    if record.stage is not Stage.RUNNING or not open_jobs:
+        raise errors.PermanentError(f"input {job_id} is {record.stage}: nothing to cancel")
+    for index in open_jobs:
+        job = record.jobs[index]
+        if job.stage is JobStage.ACTIVE and job.vertex_job is not None:
+            deps.batch.cancel(job.vertex_job)
+        elif job.stage is JobStage.QUEUED:
+            record = finish_job(
+                record,
+                index,
+                deps,
+                state=VertexState.CANCELLED,
+                error={"code": "cancelled", "message": "cancelled before it was submitted"},
+            )
+    log.warning("cancelled input %s on request (%d job(s))", job_id, len(open_jobs))
+    return deps.registry.get(job_id) or record

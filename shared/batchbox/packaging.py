@@ -4,9 +4,12 @@
 of the source tree, a zip that Cloud Functions can build on its own:
 
 - the function's folder (``main.py`` at the root of the zip, where the runtime looks for it);
-- the ``batchbox`` package copied from ``shared/batchbox``, without caches, tests and the
-  subpackages that serve only the local stack (``local``, ``vertex_emulator``);
-- a ``requirements.txt`` that pins every runtime dependency of ``pyproject.toml`` and every
+- the modules of the ``batchbox`` package (from ``shared/batchbox``) that the function imports,
+  directly or through others, at module level or lazily inside a function: an allowlist derived
+  from the imports, so the emulator, the local stack, the in-memory adapters, the command line
+  and this packaging code never ship;
+- a ``requirements.txt`` that pins every runtime dependency of the functions (``pyproject.toml``'s
+  dependencies and its ``functions`` extra, less what only the command line uses) and every
   transitive dependency to the version installed in the building environment.
 
 Bundles are reproducible: entries are sorted, every entry has the same timestamp and mode, and
@@ -44,6 +47,8 @@ from batchbox.errors import BatchboxError
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from packaging.requirements import Requirement
 
+#: Dependencies only the command line uses: declared for ``pip install batchbox``, not bundled.
+CLI_ONLY_DEPENDENCIES = frozenset({"typer", "rich"})
 #: Python version of the Cloud Functions runtime the bundles target (Terraform: ``python312``).
 DEFAULT_TARGET_PYTHON = "3.12"
 #: Subpackages of ``batchbox`` that only the local stack uses; never deployed.
@@ -101,20 +106,31 @@ def target_environment(python_version: str = DEFAULT_TARGET_PYTHON) -> dict[str,
 
 
 def declared_dependencies(root: Path) -> list[str]:
-    """The ``[project].dependencies`` of ``root/pyproject.toml``.
+    """What the functions need: ``[project].dependencies`` of ``root/pyproject.toml`` and its
+    ``functions`` extra, without :data:`CLI_ONLY_DEPENDENCIES`.
 
     Raises:
         PackagingError: the file is missing or declares no dependency list.
     """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
     pyproject = root / "pyproject.toml"
     try:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise PackagingError(f"{pyproject} not found: pass --root the repository root") from exc
-    dependencies = data.get("project", {}).get("dependencies")
+    project = data.get("project", {})
+    dependencies = project.get("dependencies")
     if not isinstance(dependencies, list):
         raise PackagingError(f"{pyproject} has no [project].dependencies list")
-    return [str(item) for item in dependencies]
+    extra = project.get("optional-dependencies", {}).get("functions", [])
+    cli_only = {canonicalize_name(name) for name in CLI_ONLY_DEPENDENCIES}
+    return [
+        str(item)
+        for item in [*dependencies, *extra]
+        if canonicalize_name(Requirement(str(item)).name) not in cli_only
+    ]
 
 
 def pin_requirements(
@@ -220,8 +236,9 @@ def _collect(folder: Path, prefix: str, *, skip: Iterable[PurePosixPath] = ()) -
     return files
 
 
-def package_files(root: Path) -> dict[str, Path]:
-    """The ``batchbox`` package as deployed: ``{archive name: path}``.
+def package_files(root: Path, function: str | None = None) -> dict[str, Path]:
+    """The ``batchbox`` package as deployed: ``{archive name: path}``. With ``function``, only
+    the modules that function imports (:func:`imported_modules`) and their packages.
 
     Raises:
         PackagingError: ``shared/batchbox`` is missing, or a deployed module imports a local-only
@@ -232,10 +249,65 @@ def package_files(root: Path) -> dict[str, Path]:
         raise PackagingError(f"{source} is not a package: pass --root the repository root")
     skip = [PurePosixPath(name) for name in LOCAL_ONLY_SUBPACKAGES | EXCLUDED_MODULES]
     files = _collect(source, "batchbox/", skip=skip)
+    if function is not None:
+        wanted = {_module_file(name) for name in imported_modules(root, function)}
+        files = {name: path for name, path in files.items() if name in wanted}
     for name, path in files.items():
         if name.endswith(".py"):
             _check_no_local_imports(name, path)
     return files
+
+
+def _module_file(module: str) -> str:
+    """``batchbox.a.b`` → its archive name (a module file or a package's ``__init__.py``)."""
+    return module.replace(".", "/") + ".py"
+
+
+def _resolve(source: Path, module: str) -> str | None:
+    """``batchbox.a.b`` as ``batchbox.a.b`` (a module) or ``batchbox.a.b.__init__`` (a
+    package), or None when it is not part of the package."""
+    relative = Path(*module.split(".")[1:])
+    if (source / relative).with_suffix(".py").is_file():
+        return module
+    if (source / relative / "__init__.py").is_file():
+        return f"{module}.__init__"
+    return None
+
+
+def imported_modules(root: Path, function: str) -> set[str]:
+    """Every ``batchbox`` module ``functions/<function>/main.py`` imports, directly or through
+    other modules, at module level or inside a function; with every package on the way
+    (``batchbox.__init__``, …), as ``batchbox.x`` or ``batchbox.x.__init__``."""
+    source = root / "shared" / "batchbox"
+    found: set[str] = set()
+    pending = [root / "functions" / function / "main.py"]
+    while pending:
+        path = pending.pop()
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+        package = ""
+        if path.is_relative_to(source):
+            package = ".".join(path.relative_to(source.parent).with_suffix("").parts[:-1])
+        for node in ast.walk(tree):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from the importing module's package
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*anchor, *([base] if base else [])])
+                names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+            for name in names:
+                if name != "batchbox" and not name.startswith("batchbox."):
+                    continue
+                parts = name.split(".")
+                for size in range(1, len(parts) + 1):
+                    module = _resolve(source, ".".join(parts[:size]))
+                    if module is None or module in found:
+                        continue
+                    found.add(module)
+                    pending.append(source.joinpath(*module.split(".")[1:]).with_suffix(".py"))
+    return found
 
 
 def _check_no_local_imports(name: str, path: Path) -> None:
@@ -330,14 +402,19 @@ def build_bundles(
         declared_dependencies(root), environment=target_environment(python_version)
     )
     requirements_txt = render_requirements(pins, python_version=python_version)
-    package = package_files(root)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
         for stale in out_dir.glob(f"{name}-*.zip"):
             stale.unlink()
     bundles = [
-        build_bundle(root, name, out_dir, requirements_txt=requirements_txt, package=package)
+        build_bundle(
+            root,
+            name,
+            out_dir,
+            requirements_txt=requirements_txt,
+            package=package_files(root, name),
+        )
         for name in sorted(names)
     ]
     write_manifest(

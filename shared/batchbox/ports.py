@@ -88,6 +88,10 @@ class JobRegistry(Protocol):
         """Every record in one of ``stages`` (a query, never a scan of Vertex)."""
         ...
 
+    def recent(self, *, limit: int) -> Iterator[InputRecord]:
+        """Up to ``limit`` records, newest first (for people: ``batchbox jobs``)."""
+        ...
+
     def missing(self, job_ids: Sequence[str]) -> set[str]:
         """Those of ``job_ids`` that have no record (one batched read, for the inbox sweep)."""
         ...

@@ -22,8 +22,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from batchbox import errors, logs
-from batchbox.deps import Deps
-from batchbox.models import utcnow
+from batchbox.deps import Deps, cloud_deps
 from batchbox.settings import get_settings
 
 log = logs.get_logger("function")
@@ -35,26 +34,7 @@ M = TypeVar("M", bound=BaseModel)
 @functools.lru_cache(maxsize=1)
 def dependencies() -> Deps:
     """The adapters, built on first use (not at import) and reused by every later invocation."""
-    from batchbox.adapters.firestore import FirestoreJobRegistry
-    from batchbox.adapters.gcs import GcsBlobStore
-    from batchbox.adapters.pubsub import PubSubPublisher
-    from batchbox.adapters.vertex import GenaiBatchJobs
-
-    settings = get_settings()
-    return Deps(
-        settings=settings,
-        blobs=GcsBlobStore(project=settings.project),
-        registry=FirestoreJobRegistry(
-            project=settings.project,
-            collection=settings.jobs_collection,
-            database=settings.firestore_database,
-        ),
-        batch=GenaiBatchJobs(
-            project=settings.project, location=settings.location, base_url=settings.vertex_base_url
-        ),
-        publisher=PubSubPublisher(project=settings.project),
-        clock=utcnow,
-    )
+    return cloud_deps(get_settings())
 
 
 def entry_point(name: str) -> Callable[[Callable[[Event], None]], Callable[[Event], None]]:

@@ -425,8 +425,17 @@ def reject(
         validation_errors=issues,
         validation_error_count=report.error_count if report else 0,
     )
-    outcomes.send(deps.publisher, settings, data, now)
-    return rejected
+    event = outcomes.send(deps.publisher, settings, data, now)
+    # Kept with the record, as complete keeps a result event, for people and tools to read.
+    stored = deps.registry.update(
+        rejected.job_id,
+        lambda c: (
+            c.model_copy(update={"result_event": event.model_dump(mode="json")})
+            if c.stage is Stage.REJECTED and c.result_event is None
+            else None
+        ),
+    )
+    return stored or rejected
 
 
 def settle(deps: Deps, job_id: str, mutate: Mutation) -> tuple[InputRecord, bool]:

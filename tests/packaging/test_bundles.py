@@ -41,7 +41,10 @@ def tree(tmp_path: Path) -> Path:
         root / "pyproject.toml",
         '[project]\nname = "demo"\nversion = "0"\ndependencies = ["pydantic>=2"]\n',
     )
-    _write(root / "functions" / "hello" / "main.py", "def hello(event):\n    return None\n")
+    _write(
+        root / "functions" / "hello" / "main.py",
+        "from batchbox import core\n\n\ndef hello(event):\n    from batchbox.sub import x\n",
+    )
     _write(root / "functions" / "hello" / "helpers.py", "X = 1\n")
     _write(root / "functions" / "hello" / "__pycache__" / "main.cpython-311.pyc", "junk")
     _write(root / "functions" / "other" / "main.py", "def other(event):\n    return None\n")
@@ -50,6 +53,9 @@ def tree(tmp_path: Path) -> Path:
     _write(package / "__init__.py", '"""demo"""\n')
     _write(package / "core.py", "def lazy():\n    from batchbox.local import services\n")
     _write(package / "sub" / "__init__.py", "")
+    _write(package / "sub" / "x.py", "from . import y\n")
+    _write(package / "sub" / "y.py", "Y = 1\n")
+    _write(package / "unused.py", "NOBODY = 'imports this'\n")
     _write(package / "sub" / "__pycache__" / "x.cpython-311.pyc", "junk")
     _write(package / "local" / "services.py", "SERVICES = []\n")
     _write(package / "vertex_emulator" / "server.py", "APP = None\n")
@@ -68,17 +74,21 @@ def test_bundle_holds_the_function_the_package_and_pinned_requirements(
     bundles = {b.function: b for b in build_bundles(tmp_path / "out", root=tree)}
 
     hello = bundles["hello"]
+    # Only what main.py imports, at module level or lazily, and what those modules import.
     assert hello.entries == (
         "batchbox/__init__.py",
         "batchbox/core.py",
         "batchbox/sub/__init__.py",
+        "batchbox/sub/x.py",
+        "batchbox/sub/y.py",
         "helpers.py",
         "main.py",
         "requirements.txt",
     )
+    assert "batchbox/core.py" not in bundles["other"].entries  # other imports nothing
     with zipfile.ZipFile(hello.path) as archive:
         assert archive.namelist() == list(hello.entries)
-        assert archive.read("main.py").startswith(b"def hello")
+        assert archive.read("main.py").startswith(b"from batchbox import core")
 
 
 def test_same_sources_give_byte_identical_bundles_named_by_their_hash(
@@ -316,3 +326,30 @@ def test_real_bundles_pin_every_runtime_dependency(real_bundles: list[packaging.
         assert name in pins, f"{name} is declared but not pinned"
         assert requirement.specifier.contains(pins[name], prereleases=True)
     assert "functions-framework" in pins
+
+
+def test_real_bundles_hold_exactly_the_modules_their_function_imports(
+    real_bundles: list[packaging.Bundle],
+) -> None:
+    for bundle in real_bundles:
+        modules = {e for e in bundle.entries if e.startswith("batchbox/")}
+        expected = {
+            name.replace(".", "/") + ".py"
+            for name in packaging.imported_modules(REPO, bundle.function)
+        }
+        assert modules == expected
+        for never in ("batchbox/local/", "batchbox/vertex_emulator/", "batchbox/cli/"):
+            assert not any(entry.startswith(never) for entry in modules), never
+        for never in ("batchbox/adapters/memory.py", "batchbox/packaging.py"):
+            assert never not in modules, never
+        assert {"batchbox/runtime.py", f"batchbox/{bundle.function}.py"} <= modules
+
+
+def test_bundles_pin_the_functions_dependencies_but_not_the_command_lines(
+    real_bundles: list[packaging.Bundle],
+) -> None:
+    with zipfile.ZipFile(real_bundles[0].path) as archive:
+        text = archive.read("requirements.txt").decode()
+    pinned = {line.split("==")[0] for line in text.splitlines() if line and line[0] != "#"}
+    assert "functions-framework" in pinned
+    assert not pinned & {"typer", "rich"}  # python-dotenv comes with pydantic-settings

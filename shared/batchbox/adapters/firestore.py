@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -119,6 +119,20 @@ class FirestoreJobRegistry:
             snapshots = list(query.stream())
         records = (self._parse(snapshot) for snapshot in snapshots)
         return [record for record in records if record is not None]
+
+    def recent(self, *, limit: int) -> Iterator[InputRecord]:
+        from google.cloud import firestore
+
+        query = (
+            self.client.collection(self._collection)
+            .order_by("created_at", direction=firestore.Query.DESCENDING)
+            .limit(limit)
+        )
+        with translated("listing recent job records"):
+            snapshots = list(query.stream())
+        for snapshot in snapshots:
+            if (record := self._parse(snapshot)) is not None:
+                yield record
 
     def missing(self, job_ids: Sequence[str]) -> set[str]:
         if not job_ids:

@@ -121,6 +121,11 @@ class MemoryRegistry:
         with self._lock:
             return [r for r in self.records.values() if r.stage in stages]
 
+    def recent(self, *, limit: int) -> Iterator[InputRecord]:
+        with self._lock:
+            newest = sorted(self.records.values(), key=lambda r: r.created_at, reverse=True)
+        yield from newest[:limit]
+
     def missing(self, job_ids: Sequence[str]) -> set[str]:
         with self._lock:
             return {job_id for job_id in job_ids if job_id not in self.records}

@@ -1,0 +1,7 @@
+"""``python -m batchbox.cli``: the same as the ``batchbox`` command."""
+
+import sys
+
+from batchbox.cli import main
+
+sys.exit(main())
