@@ -15,7 +15,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 
 from batchbox.cli import checks, inputs
@@ -50,12 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         result = app(args=args, prog_name="batchbox", standalone_mode=False)
-    except click.exceptions.Exit as done:  # typer.Exit(code) from a command
+    except typer.Exit as done:  # typer.Exit(code) from a command
         return done.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("Aborted.", file=sys.stderr)
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error: say it the way the parser does
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"batchbox: {exc.format_message()}", file=sys.stderr)
         return exc.exit_code
     return int(result or 0)

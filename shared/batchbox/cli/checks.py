@@ -67,7 +67,7 @@ def check_file(validator: FileValidator, path: Path) -> ValidationReport:
 
 
 def validate(
-    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="JSONL files to check.")],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE", help="JSONL files to check.")],
     json: JsonOption = False,
     format: Annotated[
         Format,
