@@ -63,3 +63,15 @@ def storage_host(_service_group: services.ServiceGroup, emulator_logs: Path) -> 
     host = f"http://{services.LOOPBACK}:{port}"
     _set_env("STORAGE_EMULATOR_HOST", host)
     return host
+
+
+@pytest.fixture(scope="session")
+def bigquery_host(_service_group: services.ServiceGroup, emulator_logs: Path, project: str) -> str:
+    """bqemulator; returns ``http://host:port`` for BIGQUERY_EMULATOR_HOST."""
+    from batchbox.local.bigquery import bigquery_service
+
+    port, grpc_port = services.free_port(), services.free_port()
+    _service_group.start(bigquery_service(port, grpc_port, project=project, log_dir=emulator_logs))
+    host = f"http://{services.LOOPBACK}:{port}"
+    _set_env("BIGQUERY_EMULATOR_HOST", host)
+    return host

@@ -55,6 +55,7 @@ from batchbox.models import BatchJob, InputFinished, InputRecord, Stage, VertexS
 from batchbox.ports import BlobStore
 from batchbox.settings import Settings
 from batchbox.staging import ShardWriter, line_of, strip_label
+from batchbox.tables import parse_table_uri
 
 log = get_logger("complete")
 
@@ -434,6 +435,7 @@ def plan_redrive(record: InputRecord, tally: Tally, deps: Deps) -> list[BatchJob
         attempt=record.attempt + 1,
         max_requests=settings.shard_max_requests,
         max_bytes=settings.shard_max_bytes,
+        destination=record.destination,
     )
     with shards:
         for job in record.jobs:
@@ -560,16 +562,82 @@ def _lease(record: InputRecord, deps: Deps) -> InputRecord:
 
 def _outputs(record: InputRecord) -> Outputs:
     prefix = record.output_prefix or ""
+    table = record.destination
     openai = record.options is not None and record.options.input_format == "openai"
     return Outputs(
         prefix=prefix,
-        results=f"{prefix}results.jsonl",
+        results=None if table else f"{prefix}results.jsonl",
         errors=f"{prefix}errors.jsonl",
         summary=f"{prefix}summary.json",
         report=record.report_uri,
-        predictions=f"{prefix}vertex/",
-        results_openai=f"{prefix}results.openai.jsonl" if openai else None,
+        predictions=None if table else f"{prefix}vertex/",
+        results_openai=f"{prefix}results.openai.jsonl" if openai and not table else None,
+        table=table,
     )
+
+
+def read_table_predictions(record: InputRecord, deps: Deps, tally: Tally) -> None:
+    """Count a BigQuery destination with two queries, never by downloading it: one row per
+    input line (success beats failure, duplicates folded by GROUP BY), and the token totals.
+
+    Lines answered by a re-drive are counted from the re-drive jobs' own completion stats (the
+    table's rows do not say which attempt wrote them).
+    """
+    assert record.destination is not None
+    ref = parse_table_uri(record.destination)
+    tables = deps.bigquery()
+    location = deps.settings.location
+    table = f"`{ref.table_id}`"
+    line = "SAFE_CAST(JSON_VALUE(request, '$.labels.\"batchbox-line\"') AS INT64)"
+    usable = "status = '' AND JSON_QUERY(response, '$.candidates[0].content.parts') IS NOT NULL"
+    # The table id is checked by parse_table_uri: no quote or backtick can be in it.
+    by_line = (
+        f"SELECT {line} AS line, LOGICAL_OR({usable}) AS ok, "  # noqa: S608
+        "MAX(IF(status = '', NULL, status)) AS error, COUNT(*) AS rows "
+        f"FROM {table} GROUP BY line"
+    )
+    sink: Any = _Discard()
+    for row in tables.query(by_line, location=location):
+        rows = int(row["rows"])
+        tally.rows += rows
+        if row["line"] is None:
+            tally.unmatched += rows
+            continue
+        tally.duplicates += rows - 1
+        error = row["error"]
+        if row["ok"]:
+            outcome = RowOutcome(True, None, "ok", "", None, {})
+        elif error:
+            kind = "transient" if is_transient(str(error)) else "error_status"
+            outcome = RowOutcome(False, str(error), kind, "", None, {})
+        else:
+            outcome = RowOutcome(
+                False, "the response has no usable content", "no_content", "", None, {}
+            )
+        tally.take(int(row["line"]), outcome, 0, sink, {}, "")
+    tally.redriven = sum(
+        job.counts.successful for job in record.jobs if job.attempt > 0 and job.counts
+    )
+
+    def total(path: str) -> str:
+        return (
+            f"COALESCE(SUM(SAFE_CAST(JSON_VALUE(response, '$.usageMetadata.{path}') AS INT64)), 0)"
+        )
+
+    tokens = (  # the same checked table id
+        f"SELECT {total('promptTokenCount')} AS prompt, {total('candidatesTokenCount')} AS "  # noqa: S608
+        f"candidates, {total('thoughtsTokenCount')} AS thoughts, "
+        f"{total('cachedContentTokenCount')} AS cached, {total('totalTokenCount')} AS total "
+        f"FROM {table} WHERE status = ''"
+    )
+    for row in tables.query(tokens, location=location):
+        tally.prompt_tokens = int(row["prompt"])
+        tally.candidates_tokens = int(row["candidates"])
+        tally.thoughts_tokens = int(row["thoughts"])
+        tally.cached_tokens = int(row["cached"])
+        tally.total_tokens = int(row["total"]) or (
+            tally.prompt_tokens + tally.candidates_tokens + tally.thoughts_tokens
+        )
 
 
 def write_openai_results(outputs: Outputs, blobs: BlobStore) -> None:
@@ -598,9 +666,15 @@ def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
     outputs = _outputs(record)
     id_field = record.options.id_field(settings.id_field) if record.options else settings.id_field
     tally = Tally()
-    with deps.blobs.open_write(outputs.results or "", content_type="application/jsonl") as results:
-        files = read_predictions(record, deps.blobs, results, tally, id_field)
-        match_pending(record, deps.blobs, results, tally, id_field)
+    files: list[str] = []
+    if record.destination is not None:
+        read_table_predictions(record, deps, tally)
+    else:
+        with deps.blobs.open_write(
+            outputs.results or "", content_type="application/jsonl"
+        ) as results:
+            files = read_predictions(record, deps.blobs, results, tally, id_field)
+            match_pending(record, deps.blobs, results, tally, id_field)
     redrive = plan_redrive(record, tally, deps)
     if redrive:
         _start_redrive(record, redrive, deps)
@@ -817,8 +891,11 @@ def redrive_input(job_id: str, deps: Deps) -> InputRecord:
     id_field = record.options.id_field(settings.id_field) if record.options else settings.id_field
     tally = Tally()
     sink: Any = _Discard()
-    read_predictions(record, deps.blobs, sink, tally, id_field)
-    match_pending(record, deps.blobs, sink, tally, id_field)
+    if record.destination is not None:
+        read_table_predictions(record, deps, tally)
+    else:
+        read_predictions(record, deps.blobs, sink, tally, id_field)
+        match_pending(record, deps.blobs, sink, tally, id_field)
     assert record.output_prefix is not None
     shards = ShardWriter(
         deps.blobs,
@@ -826,6 +903,7 @@ def redrive_input(job_id: str, deps: Deps) -> InputRecord:
         attempt=record.attempt + 1,
         max_requests=settings.shard_max_requests,
         max_bytes=settings.shard_max_bytes,
+        destination=record.destination,
     )
     with shards:
         for job in _first_jobs(record):

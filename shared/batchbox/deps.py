@@ -9,7 +9,8 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from batchbox.ports import BatchJobs, BlobStore, EventPublisher, JobRegistry
+from batchbox import errors
+from batchbox.ports import BatchJobs, BlobStore, EventPublisher, JobRegistry, Tables
 from batchbox.settings import Settings
 
 
@@ -21,12 +22,20 @@ class Deps:
     batch: BatchJobs
     publisher: EventPublisher
     clock: Callable[[], dt.datetime]
+    tables: Tables | None = None  # BigQuery, for inputs that read or write tables
+
+    def bigquery(self) -> Tables:
+        """Raises PermanentError when no BigQuery adapter is configured."""
+        if self.tables is None:
+            raise errors.PermanentError("BigQuery tables are not available in this deployment")
+        return self.tables
 
 
 def cloud_deps(settings: Settings) -> Deps:
     """The official clients' adapters for ``settings`` (they honour the emulator variables:
     ``STORAGE_EMULATOR_HOST``, ``PUBSUB_EMULATOR_HOST``, ``FIRESTORE_EMULATOR_HOST``). No client
     is created until first used."""
+    from batchbox.adapters.bigquery import BigQueryTables
     from batchbox.adapters.firestore import FirestoreJobRegistry
     from batchbox.adapters.gcs import GcsBlobStore
     from batchbox.adapters.pubsub import PubSubPublisher
@@ -46,4 +55,7 @@ def cloud_deps(settings: Settings) -> Deps:
         ),
         publisher=PubSubPublisher(project=settings.project),
         clock=utcnow,
+        tables=BigQueryTables(
+            project=settings.project, api_endpoint=settings.bigquery_emulator_host
+        ),
     )

@@ -93,6 +93,9 @@ class Outputs(_Strict):
     summary: str | None = None
     report: str | None = Field(default=None, description="Validation report, when one exists.")
     predictions: str | None = Field(default=None, description="Vertex's own output folder.")
+    table: str | None = Field(
+        default=None, description="The BigQuery table holding the predictions (bq://…)."
+    )
     results_openai: str | None = Field(
         default=None, description="The results in the OpenAI batch output format (OpenAI input)."
     )

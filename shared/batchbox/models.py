@@ -214,6 +214,8 @@ class InputRecord(BaseModel):
     # The object's custom metadata as JSON text: any key survives a registry write.
     metadata_json: str = "{}"
     options: JobOptions | None = None
+    source: str | None = None  # where the requests came from: the upload, gs://…, or bq://…
+    destination: str | None = None  # bq://… when the predictions go to a table
     output_prefix: str | None = None  # gs://output/jobs/<job_id>/
     report_uri: str | None = None
     jobs: tuple[BatchJob, ...] = ()

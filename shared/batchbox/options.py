@@ -14,7 +14,8 @@ import orjson
 
 from batchbox import errors
 from batchbox.models import JobOptions
-from batchbox.settings import Settings
+from batchbox.settings import Settings, model_allowed
+from batchbox.spec import JobSpec
 from batchbox.validation import INPUT_FORMATS
 from batchbox.validation.rules import MAX_LABELS, label_key_problem, label_value_problem
 
@@ -90,6 +91,7 @@ def parse_bool(name: str, text: str) -> bool:
 
 
 def normalise_model(model: str) -> str:
+    """A publisher model by its short name; a tuned model by its full resource name."""
     return model.strip().removeprefix(MODEL_PREFIX)
 
 
@@ -105,7 +107,7 @@ def resolve_options(name: str, metadata: Mapping[str, str], settings: Settings) 
     model = normalise_model(
         meta.get("model") or (route.model if route else None) or settings.default_model
     )
-    if model not in settings.allowed_models:
+    if not model_allowed(model, settings.allowed_models):
         raise OptionsError(
             f"model {model!r} is not allowed here; allowed: {', '.join(settings.allowed_models)}. "
             "Set the object's 'model' metadata to one of them, or ask the operator to add it to "
@@ -135,3 +137,17 @@ def resolve_options(name: str, metadata: Mapping[str, str], settings: Settings) 
         strict=strict,
         input_format=input_format,
     )
+
+
+def spec_metadata(spec: JobSpec, metadata: Mapping[str, str]) -> dict[str, str]:
+    """A job spec's options as the metadata keys they stand for (the spec wins)."""
+    values = dict(metadata)
+    if spec.model:
+        values["model"] = spec.model
+    if spec.labels:
+        values["labels"] = orjson.dumps(spec.labels).decode()
+    if spec.display_name:
+        values["display-name"] = spec.display_name
+    values["partial"] = "true" if spec.partial else values.get("partial", "false")
+    values["strict"] = "true" if spec.strict else values.get("strict", "false")
+    return values

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
 from batchbox.models import Counts, InputRecord, Stage, VertexState
+from batchbox.tables import TableInfo, TableRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,4 +146,24 @@ class EventPublisher(Protocol):
 
     def publish(self, topic: str, data: bytes, attributes: dict[str, str]) -> str:
         """Returns the message id once the broker has it. Raises RetryableError."""
+        ...
+
+
+class Tables(Protocol):
+    """BigQuery: tables as batch sources and destinations."""
+
+    def table(self, ref: TableRef) -> TableInfo | None:
+        """The table's location, columns and size; None when it does not exist."""
+        ...
+
+    def dataset_location(self, ref: TableRef) -> str | None:
+        """The location of the table's dataset; None when the dataset does not exist."""
+        ...
+
+    def rows(self, ref: TableRef) -> Iterator[dict[str, Any]]:
+        """Every row, page by page (constant memory); JSON columns as parsed values."""
+        ...
+
+    def query(self, sql: str, *, location: str) -> Iterator[dict[str, Any]]:
+        """The rows of a standard SQL query run in ``location``."""
         ...

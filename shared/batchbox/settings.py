@@ -7,6 +7,7 @@ Complex values (routes, prices, lists) are JSON in the environment.
 
 from __future__ import annotations
 
+import fnmatch
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -55,6 +56,14 @@ DEFAULT_PRICES: dict[str, Price] = {
 }
 
 
+def model_allowed(model: str, allowed: tuple[str, ...]) -> bool:
+    """In the allowlist, whose entries may be patterns (``projects/*/locations/*/models/*``
+    allows every tuned model)."""
+    return model in allowed or any(
+        fnmatch.fnmatchcase(model, pattern) for pattern in allowed if "*" in pattern
+    )
+
+
 def _split_list(value: Any) -> Any:
     """Accept a JSON list or a comma-separated string for list settings."""
     if isinstance(value, str):
@@ -89,12 +98,18 @@ class Settings(BaseSettings):
     jobs_collection: str = "batchbox-jobs"
     # Set only for the local Vertex AI batch emulator (e.g. http://127.0.0.1:8090).
     vertex_base_url: str | None = None
+    # Set only for a local BigQuery emulator (http://127.0.0.1:9050): the client library reads
+    # no emulator variable of its own, so batchbox passes this one as its API endpoint.
+    bigquery_emulator_host: str | None = Field(
+        default=None, validation_alias=AliasChoices("BIGQUERY_EMULATOR_HOST")
+    )
 
     # What gets submitted.
     default_model: str = DEFAULT_MODEL
     allowed_models: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_MODELS
     routes: tuple[Route, ...] = ()
-    input_suffixes: Annotated[tuple[str, ...], NoDecode] = (".jsonl",)
+    # Names that are inputs: JSONL files, and job specs (a BigQuery source or destination).
+    input_suffixes: Annotated[tuple[str, ...], NoDecode] = (".jsonl", ".batch.json")
     id_field: str = "id"
 
     # Validation caps: what a hostile or mistaken upload may cost. An upload is split into shards
@@ -164,13 +179,13 @@ class Settings(BaseSettings):
                 "BATCHBOX_OUTPUT_BUCKET must differ from BATCHBOX_INBOX_BUCKET: anything written "
                 "to the inbox triggers submit again"
             )
-        if self.default_model not in self.allowed_models:
+        if not model_allowed(self.default_model, self.allowed_models):
             raise ValueError(
                 f"BATCHBOX_DEFAULT_MODEL {self.default_model!r} is not in "
                 f"BATCHBOX_ALLOWED_MODELS {list(self.allowed_models)}"
             )
         for route in self.routes:
-            if route.model is not None and route.model not in self.allowed_models:
+            if route.model is not None and not model_allowed(route.model, self.allowed_models):
                 raise ValueError(
                     f"route {route.prefix!r} names model {route.model!r}, which is not in "
                     f"BATCHBOX_ALLOWED_MODELS {list(self.allowed_models)}"

@@ -75,8 +75,12 @@ class ShardWriter:
         attempt: int,
         max_requests: int,
         max_bytes: int,
+        destination: str | None = None,
     ) -> None:
+        """``destination``: a ``bq://`` table every job writes to; else each job gets a folder
+        of its own under ``prefix``."""
         self.blobs = blobs
+        self._destination = destination
         self._prefix = prefix
         self._attempt = attempt
         self._max_requests = max_requests
@@ -122,7 +126,7 @@ class ShardWriter:
         job = slot.model_copy(
             update={
                 "source_uri": f"{self._prefix}staged/{slot.slot}.jsonl",
-                "dest_uri": f"{self._prefix}vertex/{slot.slot}/",
+                "dest_uri": self._destination or f"{self._prefix}vertex/{slot.slot}/",
             }
         )
         context = self.blobs.open_write(job.source_uri, content_type="application/jsonl")

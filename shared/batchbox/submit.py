@@ -17,10 +17,14 @@ The steps, each safe to repeat and each resumable by the reconciler (``batchbox.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -30,10 +34,12 @@ from batchbox.events import Outcome, Outputs, Timings, ValidationIssue
 from batchbox.keys import LINE_LABEL, idempotency_key, job_id_for, job_prefix_uri
 from batchbox.logs import bind, get_logger
 from batchbox.models import InputRecord, JobOptions, Stage, StorageObject
-from batchbox.options import OptionsError, resolve_options
+from batchbox.options import OptionsError, resolve_options, spec_metadata
 from batchbox.ports import Mutation
 from batchbox.settings import Settings
+from batchbox.spec import MAX_SPEC_BYTES, SPEC_SUFFIX, SpecError, parse_spec
 from batchbox.staging import ShardWriter, labelled_line
+from batchbox.tables import TableError, TableRef, check_region, check_source, parse_table_uri
 from batchbox.validation import FileValidator, Limits, ValidationReport
 
 log = get_logger("submit")
@@ -254,11 +260,15 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
     """
     settings = deps.settings
     with _leased(record, deps) as lease:
-        metadata = orjson.loads(record.metadata_json)
         try:
-            options = resolve_options(record.name, metadata, settings)
-        except OptionsError as exc:
+            plan = _plan(record, deps)
+        except errors.NotFoundError:
+            return reject(
+                record, deps, options=None, reason=_vanished(record), report=None, lease=lease
+            )
+        except (OptionsError, SpecError, TableError) as exc:
             return reject(record, deps, options=None, reason=str(exc), report=None, lease=lease)
+        options = plan.options
         validator = FileValidator(
             limits=Limits(
                 max_line_bytes=settings.max_line_bytes,
@@ -267,7 +277,7 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
                 max_errors=settings.max_reported_errors,
             ),
             id_field=settings.id_field,
-            name=record.name,
+            name=None if plan.table is not None else plan.source_name,
             reserved_labels=(LINE_LABEL,),
             strict=options.strict,
             input_format=options.input_format,
@@ -279,24 +289,18 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
             attempt=0,
             max_requests=settings.shard_max_requests,
             max_bytes=settings.shard_max_bytes,
+            destination=plan.destination,
         )
         try:
-            # Exactly the uploaded version: a later upload under the same name is another input.
-            with (
-                deps.blobs.open_read(record.input_uri, generation=record.generation) as source,
-                shards,
-            ):
+            with _open_source(plan, record, deps) as source, shards:
                 for valid in validator.lines(source):
                     shards.write(labelled_line(valid.record, valid.line))
                     lease.tick()
         except errors.NotFoundError:
             shards.discard()
-            reason = (
-                f"{record.input_uri} (generation {record.generation}) was deleted or replaced "
-                "before batchbox could read it; upload it again to submit it (a versioned inbox "
-                "keeps every upload readable)"
+            return reject(
+                record, deps, options=options, reason=_vanished(record), report=None, lease=lease
             )
-            return reject(record, deps, options=options, reason=reason, report=None, lease=lease)
         report = validator.report
         written = shards.lines
         report_uri = _write_report(record, report, deps) if not report.ok else None
@@ -320,6 +324,8 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
                 update={
                     "stage": Stage.RUNNING,
                     "options": options,
+                    "source": plan.source,
+                    "destination": plan.destination,
                     "jobs": tuple(shards.jobs),
                     "report_uri": report_uri,
                     "lines_total": report.lines_total,
@@ -342,6 +348,146 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
                 extra={"fields": {"lines_total": report.lines_total}},
             )
         return started
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Where an input's requests come from and where its predictions go."""
+
+    options: JobOptions
+    source: str  # gs://… (the upload itself, or a file a job spec names) or bq://…
+    source_name: str  # the file name the validator checks the suffix of
+    destination: str | None = None  # bq://… (None: the output bucket's job folder)
+    table: TableRef | None = None  # the source table
+
+
+def _vanished(record: InputRecord) -> str:
+    return (
+        f"{record.input_uri} (generation {record.generation}) was deleted or replaced before "
+        "batchbox could read it; upload it again to submit it (a versioned inbox keeps every "
+        "upload readable)"
+    )
+
+
+def _plan(record: InputRecord, deps: Deps) -> _Plan:
+    """The input's options, source and destination, checked before a cent is spent.
+
+    Raises:
+        OptionsError, SpecError, TableError: the input cannot be submitted as asked.
+        NotFoundError: the upload is gone.
+    """
+    settings = deps.settings
+    metadata: dict[str, str] = orjson.loads(record.metadata_json)
+    source, source_name, destination = record.input_uri, record.name, metadata.get("destination")
+    if record.name.endswith(SPEC_SUFFIX):
+        with deps.blobs.open_read(record.input_uri, generation=record.generation) as stream:
+            spec = parse_spec(stream.read(MAX_SPEC_BYTES + 1))
+        metadata = spec_metadata(spec, metadata)
+        source, destination = spec.source, spec.destination
+        source_name = source.rsplit("/", 1)[-1]
+        if not source.startswith(("gs://", "bq://")):
+            raise SpecError(f"the spec's source {source!r} is neither bq://… nor gs://…")
+    options = resolve_options(record.name, metadata, settings)
+    table = parse_table_uri(source) if source.startswith("bq://") else None
+    if destination is not None and not destination.startswith("bq://"):
+        raise TableError(
+            f"destination {destination!r}: only a BigQuery table (bq://PROJECT.DATASET.TABLE) "
+            "can be a destination; without one, the results go to the output bucket"
+        )
+    if options.model.startswith("projects/") and settings.location == "global":
+        raise OptionsError(
+            f"{options.model} is a tuned model: the global endpoint runs batch jobs for "
+            "publisher models only; set GOOGLE_CLOUD_LOCATION to the model's region"
+        )
+    if (table is not None or destination) and settings.location == "global":
+        raise TableError(
+            "the global endpoint runs batch jobs with Cloud Storage only, not with BigQuery "
+            "tables: set GOOGLE_CLOUD_LOCATION to the region of your datasets"
+        )
+    if table is not None:
+        check_source_table(table, deps)
+    if destination is not None:
+        destination = check_destination_table(parse_table_uri(destination), deps).uri
+    return _Plan(options, source, source_name, destination, table)
+
+
+def check_source_table(ref: TableRef, deps: Deps) -> None:
+    """Raises TableError when ``ref`` is missing or breaks a rule Vertex AI has for sources."""
+    info = deps.bigquery().table(ref)
+    if info is None:
+        raise TableError(f"the source table {ref.uri} does not exist (or is not readable)")
+    check_source(info, deps.settings.location)
+
+
+def check_destination_table(ref: TableRef, deps: Deps) -> TableRef:
+    """A destination is a new table in an existing dataset of the job's region.
+
+    An existing table is refused: Vertex AI would add its rows to whatever the table holds,
+    and the counts of this input would no longer be the table's.
+
+    Raises:
+        TableError: the dataset is missing or elsewhere, or the table exists.
+    """
+    tables = deps.bigquery()
+    location = tables.dataset_location(ref)
+    if location is None:
+        raise TableError(
+            f"the destination dataset {ref.dataset_id} does not exist: create it in "
+            f"{deps.settings.location} first (Vertex AI creates the table, not the dataset)"
+        )
+    check_region("destination", ref, location, deps.settings.location)
+    if tables.table(ref) is not None:
+        raise TableError(
+            f"the destination table {ref.uri} already exists: name a new table (Vertex AI "
+            "creates it; batchbox never mixes an input's rows into a table that holds others)"
+        )
+    return ref
+
+
+@contextmanager
+def _open_source(plan: _Plan, record: InputRecord, deps: Deps) -> Iterator[Any]:
+    if plan.table is not None:
+        yield RowStream(deps.bigquery().rows(plan.table))
+    elif plan.source == record.input_uri:
+        # Exactly the uploaded version: a later upload under the same name is another input.
+        with deps.blobs.open_read(record.input_uri, generation=record.generation) as stream:
+            yield stream
+    else:
+        with deps.blobs.open_read(plan.source) as stream:
+            yield stream
+
+
+class RowStream(io.RawIOBase):
+    """A table's rows as the JSONL the validator reads: ``{"request": …, other columns}`` per
+    line, a JSON ``request`` as it is, a STRING one parsed (left as text if it is not JSON, so
+    the validator reports it)."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self._rows = rows
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while len(self._buffer) < len(target):
+            row = next(self._rows, None)
+            if row is None:
+                break
+            self._buffer += _row_line(row)
+        size = min(len(target), len(self._buffer))
+        target[:size] = self._buffer[:size]
+        self._buffer = self._buffer[size:]
+        return size
+
+
+def _row_line(row: dict[str, Any]) -> bytes:
+    request = row.get("request")
+    if isinstance(request, str):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            request = orjson.loads(request)
+    line = {**{k: v for k, v in row.items() if k != "request"}, "request": request}
+    return orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _rejection_reason(report: ValidationReport, options: JobOptions) -> str:

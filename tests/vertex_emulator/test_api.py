@@ -267,8 +267,6 @@ def test_wildcard_inputs_are_read_together(
         ("gemini-0-unknown!", "gs://b/in.jsonl", "gs://b/out/", 404, "was not found"),
         ("text-bison", "gs://b/in.jsonl", "gs://b/out/", 404, "publishers/google/models/gemini-*"),
         ("projects/p/locations/l/models/123", "gs://b/in.jsonl", "gs://b/out/", 404, "not found"),
-        (MODEL, "bq://p.d.t", "gs://b/out/", 400, "not supported by this emulator"),
-        (MODEL, "gs://b/in.jsonl", "bq://p.d.out", 400, "not supported by this emulator"),
         # A dict passes the SDK's own check, so the emulator's is reached.
         (
             MODEL,

@@ -32,7 +32,8 @@ What it does like Vertex AI
   without ``request``, empty ``contents`` or ``parts``, or an empty text. An unset role is accepted.
 - ``completionStats`` counts are int64 strings, and zero counts are left out (proto3 JSON).
 - A cancel on a final job, or a delete of an unfinished one, answers 400 FAILED_PRECONDITION.
-- BigQuery sources and destinations answer 400: not supported by the emulator.
+- BigQuery sources and destinations are read and written through ``BIGQUERY_EMULATOR_HOST``
+  (a local BigQuery emulator) or BigQuery itself.
 
 Controls, through request labels (legitimate Vertex fields, so files still validate)
 ---------------------------------------------------------------------------------------

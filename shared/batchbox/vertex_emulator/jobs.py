@@ -17,6 +17,7 @@ from typing import Any
 from .clock import rfc3339
 from .errors import invalid_argument, not_found
 from .gcs import GcsUri
+from .tables import TableUri
 
 
 class JobState(StrEnum):
@@ -110,13 +111,21 @@ class JobSpec:
     display_name: str
     model: str  # as sent: publishers/google/models/gemini-2.5-flash
     model_id: str  # gemini-2.5-flash
-    input_uris: tuple[str, ...]
-    output_prefix: str
+    input_uris: tuple[str, ...]  # Cloud Storage JSONL files, or one bq://project.dataset.table
+    output_prefix: str  # gs://… folder, or a bq://project.dataset.table
     labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def output_base(self) -> str:
         return self.output_prefix.rstrip("/")
+
+    @property
+    def input_table(self) -> str | None:
+        return self.input_uris[0] if self.input_uris[0].startswith("bq://") else None
+
+    @property
+    def output_table(self) -> str | None:
+        return self.output_prefix if self.output_prefix.startswith("bq://") else None
 
 
 def parse_create_request(body: Any, *, project: str, location: str) -> JobSpec:
@@ -174,11 +183,14 @@ def _parse_model(model: Any, *, project: str, location: str) -> tuple[str, str]:
 def _parse_input(config: Any) -> tuple[str, ...]:
     if not isinstance(config, dict):
         raise invalid_argument("BatchPredictionJob.input_config is required.")
-    if _get(config, "bigquerySource") is not None:
-        raise invalid_argument(
-            "BigQuery input (inputConfig.bigquerySource) is not supported by this emulator; "
-            "give a JSONL file in Cloud Storage (inputConfig.gcsSource.uris) instead."
-        )
+    bigquery = _get(config, "bigquerySource")
+    if bigquery is not None:
+        if _get(config, "instancesFormat") != "bigquery":
+            raise invalid_argument(
+                "inputConfig.instancesFormat must be 'bigquery' for a BigQuery source."
+            )
+        uri = _get(bigquery, "inputUri") if isinstance(bigquery, dict) else None
+        return (_table_uri(uri, "inputConfig.bigquerySource.inputUri"),)
     if _get(config, "vertexMultimodalDatasetSource") is not None:
         raise invalid_argument("Multimodal dataset input is not supported by this emulator.")
     instances_format = _get(config, "instancesFormat")
@@ -205,11 +217,14 @@ def _parse_input(config: Any) -> tuple[str, ...]:
 def _parse_output(config: Any) -> str:
     if not isinstance(config, dict):
         raise invalid_argument("BatchPredictionJob.output_config is required.")
-    if _get(config, "bigqueryDestination") is not None:
-        raise invalid_argument(
-            "BigQuery output (outputConfig.bigqueryDestination) is not supported by this "
-            "emulator; give a Cloud Storage prefix (outputConfig.gcsDestination) instead."
-        )
+    bigquery = _get(config, "bigqueryDestination")
+    if bigquery is not None:
+        if _get(config, "predictionsFormat") != "bigquery":
+            raise invalid_argument(
+                "outputConfig.predictionsFormat must be 'bigquery' for a BigQuery destination."
+            )
+        uri = _get(bigquery, "outputUri") if isinstance(bigquery, dict) else None
+        return _table_uri(uri, "outputConfig.bigqueryDestination.outputUri")
     predictions_format = _get(config, "predictionsFormat")
     if predictions_format != "jsonl":
         raise invalid_argument(
@@ -222,6 +237,15 @@ def _parse_output(config: Any) -> str:
         raise invalid_argument("outputConfig.gcsDestination.outputUriPrefix is required.")
     _gcs_uri(prefix, "outputConfig.gcsDestination.outputUriPrefix")
     return prefix
+
+
+def _table_uri(uri: Any, where: str) -> str:
+    try:
+        return str(TableUri.parse(uri if isinstance(uri, str) else ""))
+    except ValueError:
+        raise invalid_argument(
+            f"{where}: {uri!r} is not a BigQuery table; use bq://project.dataset.table."
+        ) from None
 
 
 def _gcs_uri(uri: Any, where: str) -> GcsUri:
@@ -296,14 +320,19 @@ class Job:
             "name": self.name,
             "displayName": self.spec.display_name,
             "model": self.spec.model,
-            "inputConfig": {
-                "instancesFormat": "jsonl",
-                "gcsSource": {"uris": list(self.spec.input_uris)},
-            },
-            "outputConfig": {
-                "predictionsFormat": "jsonl",
-                "gcsDestination": {"outputUriPrefix": self.spec.output_prefix},
-            },
+            "inputConfig": (
+                {"instancesFormat": "bigquery", "bigquerySource": {"inputUri": table}}
+                if (table := self.spec.input_table)
+                else {"instancesFormat": "jsonl", "gcsSource": {"uris": list(self.spec.input_uris)}}
+            ),
+            "outputConfig": (
+                {"predictionsFormat": "bigquery", "bigqueryDestination": {"outputUri": out}}
+                if (out := self.spec.output_table)
+                else {
+                    "predictionsFormat": "jsonl",
+                    "gcsDestination": {"outputUriPrefix": self.spec.output_prefix},
+                }
+            ),
             "state": self.state.value,
             "createTime": rfc3339(self.create_time),
             "updateTime": rfc3339(self.update_time),
@@ -316,6 +345,11 @@ class Job:
             body["error"] = dict(self.error)
         if self.output_directory is not None:
             body["outputInfo"] = {"gcsOutputDirectory": self.output_directory}
+        elif (out := self.spec.output_table) and self.start_time is not None:
+            body["outputInfo"] = {
+                "bigqueryOutputTable": out,
+                "bigqueryOutputDataset": out.rsplit(".", 1)[0],
+            }
         if self.total_rows is not None:
             counts = {
                 "successfulCount": self.successful_rows,

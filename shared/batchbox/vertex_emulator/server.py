@@ -20,6 +20,7 @@ from .faults import FaultInjector
 from .gcs import CloudStorage, ObjectStore
 from .responder import EchoResponder, Responder
 from .service import BatchService
+from .tables import TableStore
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class EmulatorServer:
         responder: answers each request; defaults to ``EchoResponder()``.
         store: reads inputs and writes outputs; defaults to ``CloudStorage()`` (honours
             ``STORAGE_EMULATOR_HOST``).
+        tables: reads BigQuery sources and writes BigQuery destinations; defaults to
+            ``BigQueryTables()`` (honours ``BIGQUERY_EMULATOR_HOST``).
     """
 
     def __init__(
@@ -69,13 +72,17 @@ class EmulatorServer:
         config: EmulatorConfig | None = None,
         responder: Responder | None = None,
         store: ObjectStore | None = None,
+        tables: TableStore | None = None,
     ) -> None:
         self.config = config or EmulatorConfig()
         self.faults = FaultInjector(
             latency_ms=self.config.latency_ms, verb_latency_ms=self.config.verb_latency_ms
         )
         self.service = BatchService(
-            self.config, responder=responder or EchoResponder(), store=store or CloudStorage()
+            self.config,
+            responder=responder or EchoResponder(),
+            store=store or CloudStorage(),
+            tables=tables,
         )
         self.app = create_app(self.service, self.faults)
         self._host = host

@@ -49,6 +49,7 @@ from .jobs import Job, JobState, parse_create_request, parse_job_id
 from .responder import Responder
 from .rows import InputLine, JobControl, RowBuilder, job_control, parse_line
 from .scheduler import Scheduler
+from .tables import BigQueryTables, TableStore
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class _Work:
     processed: int = 0
     writers: dict[str, IO[bytes]] = field(default_factory=dict)
     output_directory: str = ""
+    output_table: str | None = None  # rows go to this bq:// table instead of files
+    table_rows: list[dict[str, Any]] = field(default_factory=list)
     exported: bool = False
 
     @property
@@ -85,10 +88,18 @@ class BatchService:
         store: reads inputs and writes predictions.
     """
 
-    def __init__(self, config: EmulatorConfig, *, responder: Responder, store: ObjectStore) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        *,
+        responder: Responder,
+        store: ObjectStore,
+        tables: TableStore | None = None,
+    ) -> None:
         self._config = config
         self._responder = responder
         self._store = store
+        self._tables = tables or BigQueryTables()
         self._lock = threading.Lock()
         self._jobs: dict[str, Job] = {}
         self._work: dict[str, _Work] = {}
@@ -341,11 +352,17 @@ class BatchService:
         return None
 
     def _import(self, job: Job) -> float | None:
-        lines = [
-            line
-            for raw in self._store.iter_lines(job.spec.input_uris)
-            if (line := parse_line(raw.raw, source=raw.source, number=raw.number)) is not None
-        ]
+        if (table := job.spec.input_table) is not None:
+            lines = [
+                InputLine(source=table, number=number, value=row)
+                for number, row in enumerate(self._tables.iter_rows(table), start=1)
+            ]
+        else:
+            lines = [
+                line
+                for raw in self._store.iter_lines(job.spec.input_uris)
+                if (line := parse_line(raw.raw, source=raw.source, number=raw.number)) is not None
+            ]
         if not lines:
             raise JobFailure(
                 RpcCode.INVALID_ARGUMENT,
@@ -379,8 +396,11 @@ class BatchService:
             job.total_rows = len(lines)
             started = utc_now()
             job.start_time = started
-            job.output_directory = f"{job.spec.output_base}/prediction-model-{rfc3339(started)}"
-            work.output_directory = job.output_directory
+            if job.spec.output_table is not None:
+                work.output_table = job.spec.output_table
+            else:
+                job.output_directory = f"{job.spec.output_base}/prediction-model-{rfc3339(started)}"
+                work.output_directory = job.output_directory
             work.started = time.monotonic()
             self._work[job.job_id] = work
             self._set_state(job, JobState.RUNNING)
@@ -403,9 +423,9 @@ class BatchService:
         while work.processed < target:
             result = work.builder.build(work.lines[work.order[work.processed]])
             if result.row is not None:
-                self._write(work, _file_for(work), orjson.dumps(result.row) + b"\n")
+                self._emit(work, _file_for(work), result.row)
             if result.retry_row is not None:
-                self._write(work, _RETRY_FILE, orjson.dumps(result.retry_row) + b"\n")
+                self._emit(work, _RETRY_FILE, result.retry_row)
             succeeded += result.succeeded
             failed += not result.succeeded
             work.processed += 1
@@ -485,6 +505,20 @@ class BatchService:
             self._finish(job, JobState.FAILED, failure.status())
         _log_job("batch prediction job failed", job, error=failure.message)
 
+    def _emit(self, work: _Work, name: str, row: dict[str, Any]) -> None:
+        """One output row: into the output table, or a line of the file ``name``."""
+        if work.output_table is None:
+            self._write(work, name, orjson.dumps(row) + b"\n")
+            return
+        work.table_rows.append(row)
+        if len(work.table_rows) >= _TABLE_BATCH:
+            self._flush_rows(work)
+
+    def _flush_rows(self, work: _Work) -> None:
+        rows, work.table_rows = work.table_rows, []
+        if work.output_table is not None and rows:
+            self._tables.append(work.output_table, rows)
+
     def _write(self, work: _Work, name: str, data: bytes) -> None:
         uri = f"{work.output_directory}/{name}"
         writer = work.writers.get(name)
@@ -498,6 +532,7 @@ class BatchService:
             ) from exc
 
     def _close_output(self, work: _Work) -> None:
+        self._flush_rows(work)
         writers, work.writers = work.writers, {}
         for name, writer in writers.items():
             try:
@@ -519,6 +554,7 @@ class BatchService:
 
 _HALFWAY_CONTROLS = frozenset({JobControl.STALL, JobControl.EXPIRE, JobControl.CANCEL})
 _RETRY_FILE = "predictions_retried.jsonl"
+_TABLE_BATCH = 500  # output rows written to a table at once
 # ``split-output``: rows go round these files, as Vertex spreads large outputs over parts.
 _SPLIT_FILES = (
     "predictions.jsonl",
