@@ -1,4 +1,5 @@
-"""JSON Schemas of batchbox's result events, one per event type, generated from the typed model.
+"""JSON Schemas of batchbox's result events (one per event type) and of its job specs, generated
+from the typed models.
 
 ``python -m batchbox.schemas schemas/`` writes them; a test fails when the committed files drift
 from the model. Each schema describes the whole Pub/Sub message as a consumer sees it: the
@@ -59,8 +60,24 @@ def event_schema(outcome: Outcome) -> dict[str, Any]:
     }
 
 
+SPEC_SCHEMA_NAME = "dev.batchbox.job-spec.v1.json"
+
+
+def spec_schema() -> dict[str, Any]:
+    """The JSON Schema of a job spec (``NAME.batch.json`` in the inbox)."""
+    from batchbox.spec import JobSpec
+
+    schema = JobSpec.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID.format(name="dev.batchbox.job-spec.v1"),
+        **schema,
+    }
+
+
 def all_schemas() -> dict[str, dict[str, Any]]:
-    return {f"{EVENT_TYPE_PREFIX}{o.value}.json": event_schema(o) for o in Outcome}
+    schemas = {f"{EVENT_TYPE_PREFIX}{o.value}.json": event_schema(o) for o in Outcome}
+    return {**schemas, SPEC_SCHEMA_NAME: spec_schema()}
 
 
 def main(argv: list[str] | None = None) -> None:

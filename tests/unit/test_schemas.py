@@ -57,3 +57,12 @@ def test_built_events_satisfy_their_schema(outcome: Outcome) -> None:
     schema = json.loads((SCHEMAS / f"{other.event_type}.json").read_text())
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"attributes": event.attributes, "data": event.data}, schema)
+
+
+def test_job_specs_are_described_by_their_schema() -> None:
+    schema = json.loads((SCHEMAS / "dev.batchbox.job-spec.v1.json").read_text())
+    good = {"source": "bq://my-project.src.requests", "destination": "bq://my-project.out.t"}
+    jsonschema.validate(good, schema)
+    for bad in ({"destination": "bq://p.d.t"}, {"source": "gs://b/x.jsonl", "sauce": 1}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)

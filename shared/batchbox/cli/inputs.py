@@ -112,12 +112,25 @@ def submit(
     Nothing is uploaded when the file is invalid: the validator's report is printed instead.
     With --wait, a live display follows the input until its result event, then a summary.
     """
-    if source.startswith("bq://") or (destination or "").startswith(("bq://", "gs://")):
-        render.fail(
-            "BigQuery tables and other destinations are not supported yet: submit a JSONL file; "
-            "its results go to the output bucket"
-        )
+    if destination is not None and not destination.startswith("bq://"):
+        render.fail("--destination takes a BigQuery table: bq://PROJECT.DATASET.TABLE")
         return exits.USAGE
+    if source.startswith("bq://"):
+        return _submit_table(
+            source,
+            destination=destination,
+            model=model,
+            labels=_labels(label),
+            partial=partial,
+            strict=strict,
+            name=name,
+            object_name=object_name,
+            wait=wait,
+            timeout=timeout,
+            json=json,
+            env_file=env_file,
+            project=project,
+        )
     path = Path(source)
     validator = validator_for(path, input_format=format, strict=strict)
     try:
@@ -137,39 +150,92 @@ def submit(
     metadata |= {"partial": "true"} if partial else {}
     metadata |= {"strict": "true"} if strict else {}
     metadata |= {"format": format} if format != "gemini" else {}
+    metadata |= {"destination": destination} if destination else {}
     with _connected(env_file, project) as connection:
         bucket = connection.settings.inbox_bucket
         target = object_name or path.name
-        generation = _upload(path, bucket, target, metadata)
-        job_id = job_id_for(bucket, target, str(generation))
-        uploaded = {"job_id": job_id, "input": f"gs://{bucket}/{target}", "generation": generation}
-        if not wait:
-            render.json(uploaded) if json else render.say(
-                f"Uploaded {uploaded['input']} as input [bold]{job_id}[/]"
-            )
-            return exits.OK
-        if not json:
-            render.say(f"Uploaded {uploaded['input']} as input [bold]{job_id}[/]")
-        record = _follow(connection, job_id, timeout=timeout, live=not json)
-        if record is None:
-            render.fail(f"input {job_id} has no result event after {timeout:.0f}s")
-            return exits.TIMEOUT
-        event = record.result_event or {}
-        data = event.get("data", {})
-        if json:
-            render.json({**uploaded, "stage": record.stage.value, "event": event})
-        else:
-            render.summary(data)
-        return exits.BY_OUTCOME.get(Outcome(data.get("outcome", "failed")), exits.USAGE)
+        generation = _upload(path.read_bytes(), bucket, target, metadata)
+        return _uploaded(connection, bucket, target, generation, wait, timeout, json)
 
 
-def _upload(path: Path, bucket: str, name: str, metadata: dict[str, str]) -> int:
+def _submit_table(
+    table: str,
+    *,
+    destination: str | None,
+    model: str | None,
+    labels: dict[str, str],
+    partial: bool,
+    strict: bool,
+    name: str | None,
+    object_name: str | None,
+    wait: bool,
+    timeout: float,
+    json: bool,
+    env_file: Path | None,
+    project: str | None,
+) -> int:
+    """A table is submitted by dropping a job spec naming it (checked by submit, not here:
+    the table is only readable where the deployment runs)."""
+    from batchbox.spec import SPEC_SUFFIX, JobSpec
+    from batchbox.tables import TableError, parse_table_uri
+
+    try:
+        ref = parse_table_uri(table)
+    except TableError as exc:
+        render.fail(str(exc))
+        return exits.USAGE
+    fields: dict[str, Any] = {"source": ref.uri, "destination": destination, "model": model}
+    fields |= {"labels": labels, "partial": partial, "strict": strict, "display_name": name}
+    spec = JobSpec.model_validate({k: v for k, v in fields.items() if v not in (None, {}, False)})
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S")
+    target = object_name or f"{ref.dataset}.{ref.table}-{stamp}{SPEC_SUFFIX}"
+    with _connected(env_file, project) as connection:
+        bucket = connection.settings.inbox_bucket
+        data = spec.model_dump_json(exclude_defaults=True).encode()
+        generation = _upload(data, bucket, target, {})
+        return _uploaded(connection, bucket, target, generation, wait, timeout, json)
+
+
+def _uploaded(
+    connection: Connection,
+    bucket: str,
+    target: str,
+    generation: int,
+    wait: bool,
+    timeout: float,
+    json: bool,
+) -> int:
+    """Say what was uploaded; with ``wait``, follow it and exit with its outcome."""
+    job_id = job_id_for(bucket, target, str(generation))
+    uploaded = {"job_id": job_id, "input": f"gs://{bucket}/{target}", "generation": generation}
+    if not wait:
+        render.json(uploaded) if json else render.say(
+            f"Uploaded {uploaded['input']} as input [bold]{job_id}[/]"
+        )
+        return exits.OK
+    if not json:
+        render.say(f"Uploaded {uploaded['input']} as input [bold]{job_id}[/]")
+    record = _follow(connection, job_id, timeout=timeout, live=not json)
+    if record is None:
+        render.fail(f"input {job_id} has no result event after {timeout:.0f}s")
+        return exits.TIMEOUT
+    event = record.result_event or {}
+    data = event.get("data", {})
+    if json:
+        render.json({**uploaded, "stage": record.stage.value, "event": event})
+    else:
+        render.summary(data)
+    return exits.BY_OUTCOME.get(Outcome(data.get("outcome", "failed")), exits.USAGE)
+
+
+def _upload(data: bytes, bucket: str, name: str, metadata: dict[str, str]) -> int:
     from google.cloud import storage
 
     blob = storage.Client().bucket(bucket).blob(name)
     if metadata:
         blob.metadata = metadata
-    blob.upload_from_filename(str(path), content_type="application/jsonl")
+    content_type = "application/json" if name.endswith(".json") else "application/jsonl"
+    blob.upload_from_string(data, content_type=content_type)
     return int(blob.generation)
 
 
@@ -272,7 +338,7 @@ def results(
         record = _record(connection, job)
         data = (record.result_event or {}).get("data", {})
         outputs = data.get("outputs") or {}
-        if record.stage is not Stage.PROCESSED or not outputs.get("results"):
+        if record.stage is not Stage.PROCESSED:
             render.fail(
                 f"input {job} is {record.stage.value}: it has no results yet"
                 + (" (see its report: batchbox status)" if record.stage is Stage.REJECTED else "")
@@ -283,7 +349,11 @@ def results(
         output.mkdir(parents=True, exist_ok=True)
         written = render.download(connection.deps.blobs, uris, output, quiet=json)
         if json:
-            render.json({"job_id": job, "files": [str(path) for path in written]})
+            render.json(
+                {"job_id": job, "files": [str(p) for p in written], "table": outputs.get("table")}
+            )
+        elif outputs.get("table"):
+            render.say(f"The predictions are in the table {outputs['table']}")
     return exits.OK
 
 

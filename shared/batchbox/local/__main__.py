@@ -69,6 +69,13 @@ def _stack_options() -> argparse.ArgumentParser:
     _add(places, "log-dir", type=Path, help="log folder (default: logs/ beside the env file)")
     _add(places, "functions-dir", type=Path, help="folder of the functions (default functions/)")
     _add(places, "vertex-base-url", help="use this Vertex AI endpoint; no emulator is started")
+    places.add_argument(
+        "--bigquery",
+        action="store_true",
+        default=bool(_env("bigquery")),
+        help="start the BigQuery emulator too, for bq:// sources and destinations "
+        f"[env {ENV_PREFIX}BIGQUERY]",
+    )
 
     ports = parent.add_argument_group("ports (default: free ones)")
     for port in fields(Ports):
@@ -116,6 +123,7 @@ def config_from(args: argparse.Namespace) -> StackConfig:
         vertex_queue_seconds=None if queue is None else float(queue),
         vertex_run_seconds=None if run is None else float(run),
         vertex_base_url=args.vertex_base_url,
+        bigquery=bool(args.bigquery),
         data_dir=_path(args.data_dir),
         env_file=_path(args.env_file),
         log_dir=_path(args.log_dir),

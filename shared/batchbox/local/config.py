@@ -40,6 +40,8 @@ class Ports:
     submit: int | None = None
     poll: int | None = None
     complete: int | None = None
+    bigquery: int | None = None
+    bigquery_grpc: int | None = None
 
     def resolved(self) -> Ports:
         """A copy with every port set: the ones given, and distinct free ones for the rest."""
@@ -87,6 +89,8 @@ class StackConfig:
     vertex_run_seconds: float | None = None
     # Use this Vertex AI endpoint instead of starting the emulator.
     vertex_base_url: str | None = None
+    # Start the BigQuery emulator too (bqemulator, installed in its own virtualenv once).
+    bigquery: bool = False
     # fake-gcs-server's filesystem backend folder; None keeps objects in memory.
     data_dir: Path | None = None
     repo_root: Path | None = None

@@ -159,6 +159,7 @@ class LocalStack:
         self._functions = [self._function_service(name, src) for name, src in sources.items()]
         others = [
             services.firestore_service(self._port("firestore"), log_dir=self.log_dir),
+            *self._bigquery_service(),
             *self._vertex_service(),
             self._bridge_service(),
             *self._functions,
@@ -290,6 +291,7 @@ class LocalStack:
             "BATCHBOX_JOB_FINISHED_TOPIC": config.topics.job_finished,
             "BATCHBOX_RESULTS_TOPIC": config.topics.results,
             "BATCHBOX_JOBS_COLLECTION": config.jobs_collection,
+            **({"BIGQUERY_EMULATOR_HOST": self.bigquery_url} if config.bigquery else {}),
             **config.function_env,
         }
 
@@ -444,6 +446,24 @@ class LocalStack:
             log_dir=self.log_dir,
         )
 
+    @property
+    def bigquery_url(self) -> str:
+        return f"http://{LOOPBACK}:{self._port('bigquery')}"
+
+    def _bigquery_service(self) -> list[Service]:
+        if not self.config.bigquery:
+            return []
+        from .bigquery import bigquery_service
+
+        return [
+            bigquery_service(
+                self._port("bigquery"),
+                self._port("bigquery_grpc"),
+                project=self.config.project,
+                log_dir=self.log_dir,
+            )
+        ]
+
     def _vertex_service(self) -> list[Service]:
         if self.config.vertex_base_url is not None:
             return []
@@ -467,6 +487,11 @@ class LocalStack:
                     "STORAGE_EMULATOR_HOST": self.storage_url,
                     "GOOGLE_CLOUD_PROJECT": self.config.project,
                     "PYTHONUNBUFFERED": "1",
+                    **(
+                        {"BIGQUERY_EMULATOR_HOST": self.bigquery_url}
+                        if self.config.bigquery
+                        else {}
+                    ),
                 },
                 log_dir=self.log_dir,
                 log_name="vertex",
@@ -530,7 +555,15 @@ class LocalStack:
 
     def _clear_logs(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("pubsub", "firestore", "storage", "vertex", "bridge", *FUNCTION_NAMES):
+        for name in (
+            "pubsub",
+            "firestore",
+            "storage",
+            "vertex",
+            "bridge",
+            "bigquery",
+            *FUNCTION_NAMES,
+        ):
             with contextlib.suppress(FileNotFoundError):
                 (self.log_dir / f"{name}.log").unlink()
 
