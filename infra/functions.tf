@@ -48,6 +48,12 @@ resource "time_sleep" "iam_propagation" {
     google_pubsub_topic_iam_member.publishes_job_finished,
     google_storage_bucket_iam_member.vertex_reads_output,
     google_storage_bucket_iam_member.vertex_writes_output_prefix,
+    google_bigquery_dataset_iam_member.submit_reads_datasets,
+    google_bigquery_dataset_iam_member.poll_reads_datasets,
+    google_bigquery_dataset_iam_member.complete_reads_datasets,
+    google_project_iam_member.complete_runs_queries,
+    google_bigquery_dataset_iam_member.vertex_writes_datasets,
+    google_project_iam_member.vertex_runs_bigquery_jobs,
   ]
 }
 

@@ -176,3 +176,83 @@ resource "google_storage_bucket_iam_member" "vertex_writes_output_prefix" {
     expression  = "resource.name.startsWith(\"${local.output_prefix_resource}\")"
   }
 }
+
+# ---------------------------------------------------------------------------------------------
+# BigQuery: the datasets job specs may name (var.bigquery_datasets, brought by the user)
+
+# submit and poll check a source table and read its rows (poll when it resumes an intake);
+# complete counts a destination table with queries: jobs of the project that read it. Each is a
+# custom role with just those calls, the table reads granted on each dataset.
+locals {
+  bigquery_table_permissions = {
+    submit   = ["bigquery.datasets.get", "bigquery.tables.get", "bigquery.tables.getData"]
+    poll     = ["bigquery.datasets.get", "bigquery.tables.get", "bigquery.tables.getData"]
+    complete = ["bigquery.tables.getData"]
+  }
+}
+
+resource "google_project_iam_custom_role" "bigquery_tables" {
+  for_each    = local.bigquery_table_permissions
+  project     = var.project_id
+  role_id     = "${replace(local.prefix, "-", "_")}_${each.key}_bigquery_tables"
+  title       = "batchbox ${each.key}: BigQuery tables"
+  description = "The BigQuery table reads the batchbox ${each.key} function makes."
+  permissions = each.value
+  depends_on  = [google_project_service.apis]
+}
+
+resource "google_bigquery_dataset_iam_member" "submit_reads_datasets" {
+  for_each   = var.bigquery_datasets
+  project    = var.project_id
+  dataset_id = each.value
+  role       = google_project_iam_custom_role.bigquery_tables["submit"].name
+  member     = local.function_members["submit"]
+}
+
+resource "google_bigquery_dataset_iam_member" "poll_reads_datasets" {
+  for_each   = var.bigquery_datasets
+  project    = var.project_id
+  dataset_id = each.value
+  role       = google_project_iam_custom_role.bigquery_tables["poll"].name
+  member     = local.function_members["poll"]
+}
+
+resource "google_bigquery_dataset_iam_member" "complete_reads_datasets" {
+  for_each   = var.bigquery_datasets
+  project    = var.project_id
+  dataset_id = each.value
+  role       = google_project_iam_custom_role.bigquery_tables["complete"].name
+  member     = local.function_members["complete"]
+}
+
+resource "google_project_iam_custom_role" "bigquery_queries" {
+  project     = var.project_id
+  role_id     = "${replace(local.prefix, "-", "_")}_complete_bigquery_queries"
+  title       = "batchbox complete: BigQuery queries"
+  description = "Run the queries that count a destination table (a query is a job of the project)."
+  permissions = ["bigquery.jobs.create"]
+  depends_on  = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "complete_runs_queries" {
+  project = var.project_id
+  role    = google_project_iam_custom_role.bigquery_queries.name
+  member  = local.function_members["complete"]
+}
+
+# Vertex AI reads the source tables and creates and writes the destination tables as its
+# service agent, in jobs of the project.
+resource "google_bigquery_dataset_iam_member" "vertex_writes_datasets" {
+  for_each   = var.bigquery_datasets
+  project    = var.project_id
+  dataset_id = each.value
+  role       = "roles/bigquery.dataEditor"
+  member     = "serviceAccount:${google_project_service_identity.aiplatform.email}"
+}
+
+resource "google_project_iam_member" "vertex_runs_bigquery_jobs" {
+  count   = length(var.bigquery_datasets) > 0 ? 1 : 0
+  project = var.project_id
+  role    = "roles/bigquery.jobUser"
+  member  = "serviceAccount:${google_project_service_identity.aiplatform.email}"
+}

@@ -131,6 +131,16 @@ variable "force_destroy" {
 # ---------------------------------------------------------------------------------------------
 # Job registry
 
+variable "bigquery_datasets" {
+  description = "BigQuery datasets (DATASET ids in this project) that job specs may name as sources or destinations. batchbox owns none: bring them, in the Vertex AI region. The functions may read them; the Vertex AI service agent may read and write them."
+  type        = set(string)
+  default     = []
+  validation {
+    condition     = alltrue([for d in var.bigquery_datasets : can(regex("^\\w{1,1024}$", d))])
+    error_message = "bigquery_datasets holds dataset ids: letters, digits and underscores."
+  }
+}
+
 variable "firestore_database" {
   description = "Firestore (native mode) database holding the job registry (BATCHBOX_FIRESTORE_DATABASE). Defaults to <name_prefix>-registry, so two deployments in one project keep separate registries. A dedicated database keeps IAM scoped to it."
   type        = string

@@ -585,7 +585,6 @@ def read_table_predictions(record: InputRecord, deps: Deps, tally: Tally) -> Non
     """
     assert record.destination is not None
     ref = parse_table_uri(record.destination)
-    tables = deps.bigquery()
     location = deps.settings.location
     table = f"`{ref.table_id}`"
     line = "SAFE_CAST(JSON_VALUE(request, '$.labels.\"batchbox-line\"') AS INT64)"
@@ -597,7 +596,7 @@ def read_table_predictions(record: InputRecord, deps: Deps, tally: Tally) -> Non
         f"FROM {table} GROUP BY line"
     )
     sink: Any = _Discard()
-    for row in tables.query(by_line, location=location):
+    for row in deps.tables.query(by_line, location=location):
         rows = int(row["rows"])
         tally.rows += rows
         if row["line"] is None:
@@ -630,7 +629,7 @@ def read_table_predictions(record: InputRecord, deps: Deps, tally: Tally) -> Non
         f"{total('cachedContentTokenCount')} AS cached, {total('totalTokenCount')} AS total "
         f"FROM {table} WHERE status = ''"
     )
-    for row in tables.query(tokens, location=location):
+    for row in deps.tables.query(tokens, location=location):
         tally.prompt_tokens = int(row["prompt"])
         tally.candidates_tokens = int(row["candidates"])
         tally.thoughts_tokens = int(row["thoughts"])

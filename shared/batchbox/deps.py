@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from batchbox import errors
 from batchbox.ports import BatchJobs, BlobStore, EventPublisher, JobRegistry, Tables
@@ -22,13 +23,17 @@ class Deps:
     batch: BatchJobs
     publisher: EventPublisher
     clock: Callable[[], dt.datetime]
-    tables: Tables | None = None  # BigQuery, for inputs that read or write tables
+    # BigQuery, for inputs that read or write tables.
+    tables: Tables = field(default_factory=lambda: NoTables())
 
-    def bigquery(self) -> Tables:
-        """Raises PermanentError when no BigQuery adapter is configured."""
-        if self.tables is None:
-            raise errors.PermanentError("BigQuery tables are not available in this deployment")
-        return self.tables
+
+class NoTables:
+    """``Tables`` where BigQuery is not set up: every call is a permanent refusal."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise errors.PermanentError("BigQuery tables are not available in this deployment")
+
+    table = dataset_location = rows = query = _refuse
 
 
 def cloud_deps(settings: Settings) -> Deps:

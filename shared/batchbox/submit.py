@@ -413,7 +413,7 @@ def _plan(record: InputRecord, deps: Deps) -> _Plan:
 
 def check_source_table(ref: TableRef, deps: Deps) -> None:
     """Raises TableError when ``ref`` is missing or breaks a rule Vertex AI has for sources."""
-    info = deps.bigquery().table(ref)
+    info = deps.tables.table(ref)
     if info is None:
         raise TableError(f"the source table {ref.uri} does not exist (or is not readable)")
     check_source(info, deps.settings.location)
@@ -428,15 +428,14 @@ def check_destination_table(ref: TableRef, deps: Deps) -> TableRef:
     Raises:
         TableError: the dataset is missing or elsewhere, or the table exists.
     """
-    tables = deps.bigquery()
-    location = tables.dataset_location(ref)
+    location = deps.tables.dataset_location(ref)
     if location is None:
         raise TableError(
             f"the destination dataset {ref.dataset_id} does not exist: create it in "
             f"{deps.settings.location} first (Vertex AI creates the table, not the dataset)"
         )
     check_region("destination", ref, location, deps.settings.location)
-    if tables.table(ref) is not None:
+    if deps.tables.table(ref) is not None:
         raise TableError(
             f"the destination table {ref.uri} already exists: name a new table (Vertex AI "
             "creates it; batchbox never mixes an input's rows into a table that holds others)"
@@ -447,7 +446,7 @@ def check_destination_table(ref: TableRef, deps: Deps) -> TableRef:
 @contextmanager
 def _open_source(plan: _Plan, record: InputRecord, deps: Deps) -> Iterator[Any]:
     if plan.table is not None:
-        yield RowStream(deps.bigquery().rows(plan.table))
+        yield RowStream(deps.tables.rows(plan.table))
     elif plan.source == record.input_uri:
         # Exactly the uploaded version: a later upload under the same name is another input.
         with deps.blobs.open_read(record.input_uri, generation=record.generation) as stream:

@@ -38,6 +38,7 @@ PORTS = {
     "registry": ("firestore.py", "FirestoreJobRegistry", "JobRegistry"),
     "batch": ("vertex.py", "GenaiBatchJobs", "BatchJobs"),
     "publisher": ("pubsub.py", "PubSubPublisher", "EventPublisher"),
+    "tables": ("bigquery.py", "BigQueryTables", "Tables"),
 }
 
 OBJECT_READ = frozenset({"storage.objects.get"})
@@ -73,6 +74,13 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "where": LOCAL,
             "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
         },
+        # The command line's listing (no function calls it).
+        "recent": {
+            "collection": LOCAL,
+            "order_by": LOCAL,
+            "limit": LOCAL,
+            "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
+        },
         # A read never writes: an unreadable record is only logged.
         "_parse": {"to_dict": LOCAL, "model_validate": LOCAL},
         "missing": {"get_all": frozenset({"datastore.entities.get"})},
@@ -90,6 +98,20 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "extend": LOCAL,
         },
         "cancel": {"cancel": frozenset({"aiplatform.batchPredictionJobs.cancel"})},
+    },
+    "tables": {
+        "table": {"get_table": frozenset({"bigquery.tables.get"})},
+        "dataset_location": {"get_dataset": frozenset({"bigquery.datasets.get"})},
+        "rows": {
+            "list_rows": frozenset({"bigquery.tables.getData"}),
+            "items": LOCAL,
+        },
+        # A query is a job of the project that reads the table it names.
+        "query": {
+            "query": frozenset({"bigquery.jobs.create"}),
+            "result": frozenset({"bigquery.tables.getData"}),
+            "items": LOCAL,
+        },
     },
     "publisher": {
         "publish": {
@@ -119,6 +141,10 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
         ("registry", "in_stages"): frozenset({"database:registry"}),
+        # A BigQuery source is checked and read; a destination's dataset is looked up.
+        ("tables", "table"): frozenset({"var:bigquery_datasets"}),
+        ("tables", "dataset_location"): frozenset({"var:bigquery_datasets"}),
+        ("tables", "rows"): frozenset({"var:bigquery_datasets"}),
         ("batch", "create"): frozenset({"project"}),
         ("batch", "find_by_display_name"): frozenset({"project"}),
         # A job the batch API refuses can finish its input: submit then announces it.
@@ -139,6 +165,9 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "missing"): frozenset({"database:registry"}),
         ("registry", "marker"): frozenset({"database:registry"}),
         ("registry", "set_marker"): frozenset({"database:registry"}),
+        ("tables", "table"): frozenset({"var:bigquery_datasets"}),
+        ("tables", "dataset_location"): frozenset({"var:bigquery_datasets"}),
+        ("tables", "rows"): frozenset({"var:bigquery_datasets"}),
         ("batch", "create"): frozenset({"project"}),
         ("batch", "get"): frozenset({"project"}),
         ("batch", "find_by_display_name"): frozenset({"project"}),
@@ -155,6 +184,8 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
         ("registry", "in_stages"): frozenset({"database:registry"}),
+        # A BigQuery destination is counted with queries (jobs of the project, reading it).
+        ("tables", "query"): frozenset({"project", "var:bigquery_datasets"}),
         # A re-drive submits the input's next attempt.
         ("batch", "create"): frozenset({"project"}),
         ("batch", "find_by_display_name"): frozenset({"project"}),
@@ -335,6 +366,19 @@ def needs(function: str) -> dict[str, frozenset[str]]:
     """Target → permissions the function needs there, from its code and ``TARGETS``."""
     found: dict[str, set[str]] = {}
     for (port, method), targets in TARGETS[function].items():
-        for target in targets:
-            found.setdefault(target, set()).update(method_permissions(port, method))
+        permissions = method_permissions(port, method)
+        # A call acting on two places (a query: a job of the project that reads a table) needs
+        # each permission only where it applies.
+        routed = {
+            PERMISSION_TARGETS[p] for p in permissions if PERMISSION_TARGETS.get(p) in targets
+        }
+        for permission in permissions:
+            where = PERMISSION_TARGETS.get(permission)
+            places = {where} if where in targets else (set(targets) - routed) or set(targets)
+            for target in places:
+                found.setdefault(target, set()).add(permission)
     return {target: frozenset(permissions) for target, permissions in found.items()}
+
+
+# Permissions that apply to one place whatever else the call touches.
+PERMISSION_TARGETS = {"bigquery.jobs.create": "project"}

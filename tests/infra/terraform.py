@@ -70,6 +70,8 @@ class Module:
         expression = unwrap(body.get("for_each"))
         if expression is None:
             return None
+        if re.fullmatch(r"var\.(\w+)", expression):
+            return [expression]  # one symbolic instance: any element the variable holds
         match = re.fullmatch(r"local\.(\w+)", expression)
         if match:
             value = self.locals[match.group(1)]

@@ -294,6 +294,11 @@ DEPLOYER_NEEDS = {
         "run.services.getIamPolicy",
         "run.services.setIamPolicy",
     },
+    "google_bigquery_dataset_iam_member": {
+        "bigquery.datasets.get",
+        "bigquery.datasets.getIamPolicy",
+        "bigquery.datasets.setIamPolicy",
+    },
     "google_project": {"resourcemanager.projects.get"},
     "google_storage_project_service_account": {"resourcemanager.projects.get"},
     "time_sleep": set(),

@@ -113,6 +113,7 @@ EXPECTED_FUNCTION_GRANTS = {
         ("roles/storage.objectUser", "bucket:output"),
         ("roles/datastore.user", "project"),
         ("custom:batch_jobs[submit]", "project"),
+        ("custom:bigquery_tables[submit]", "var:bigquery_datasets"),
         ("roles/pubsub.publisher", "topic:results"),
         ("roles/pubsub.publisher", "topic:job_finished"),
     },
@@ -121,6 +122,7 @@ EXPECTED_FUNCTION_GRANTS = {
         ("roles/storage.objectUser", "bucket:output"),
         ("roles/datastore.user", "project"),
         ("custom:batch_jobs[poll]", "project"),
+        ("custom:bigquery_tables[poll]", "var:bigquery_datasets"),
         ("roles/pubsub.publisher", "topic:results"),
         ("roles/pubsub.publisher", "topic:job_finished"),
     },
@@ -129,6 +131,8 @@ EXPECTED_FUNCTION_GRANTS = {
         ("roles/storage.objectUser", "bucket:output"),
         ("roles/datastore.user", "project"),
         ("custom:batch_jobs[complete]", "project"),
+        ("custom:bigquery_tables[complete]", "var:bigquery_datasets"),
+        ("custom:bigquery_queries", "project"),
         ("roles/pubsub.publisher", "topic:results"),
         ("roles/pubsub.publisher", "topic:job_finished"),
     },
@@ -178,6 +182,9 @@ def test_vertex_ai_service_agent_reads_inputs_and_writes_outputs_in_the_output_b
     assert held == {
         ("roles/storage.objectViewer", "bucket:output"),
         ("roles/storage.objectUser", "bucket:output"),
+        # BigQuery sources and destinations: only the datasets given, and jobs to use them.
+        ("roles/bigquery.dataEditor", "var:bigquery_datasets"),
+        ("roles/bigquery.jobUser", "project"),
     }
 
 
@@ -188,6 +195,8 @@ def test_project_level_roles_are_only_those_without_a_narrower_resource(root: Mo
         ("function:submit", "custom:batch_jobs[submit]"),  # batch jobs: no resource IAM
         ("function:poll", "custom:batch_jobs[poll]"),
         ("function:complete", "custom:batch_jobs[complete]"),
+        ("function:complete", "custom:bigquery_queries"),  # a query is a job of the project
+        ("agent:aiplatform", "roles/bigquery.jobUser"),  # so are Vertex AI's table reads
         ("trigger:submit", "roles/eventarc.eventReceiver"),
         ("agent:gcs", "roles/pubsub.publisher"),  # Eventarc's transport topic has no fixed name
         ("sa:build", "roles/logging.logWriter"),
