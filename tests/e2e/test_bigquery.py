@@ -58,7 +58,13 @@ def dataset(stack: LocalStack, bq) -> str:
     return name
 
 
-def source_table(bq, table_id: str, *, bad_row: int | None = None) -> None:
+def source_table(
+    bq,
+    table_id: str,
+    *,
+    bad_row: int | None = None,
+    row_labels: dict[int, str] | None = None,
+) -> None:
     from google.cloud import bigquery
 
     schema = [bigquery.SchemaField("request", "JSON"), bigquery.SchemaField("id", "STRING")]
@@ -68,6 +74,8 @@ def source_table(bq, table_id: str, *, bad_row: int | None = None) -> None:
         request = {"contents": [{"role": "user", "parts": [{"text": f"question {i}"}]}]}
         if i == bad_row:
             request = {"contents": [{"role": "robot", "parts": [{"text": "?"}]}]}
+        if row_labels and i in row_labels:
+            request["labels"] = {"emulator-row": row_labels[i]}
         rows.append({"id": f"q{i}", "request": orjson.dumps(request).decode()})
     assert bq.insert_rows_json(table_id, rows) == []
 
@@ -241,3 +249,29 @@ def test_the_command_line_submits_a_table_and_waits_for_it(
     data = orjson.loads(done.stdout)["event"]["data"]
     assert data["outcome"] == "succeeded" and data["counts"]["succeeded"] == ROWS
     assert data["outputs"]["table"] == f"bq://{destination}"
+
+
+def test_transient_failures_into_a_table_are_re_driven_and_counted_once(
+    stack: LocalStack,
+    bq,
+    dataset: str,
+) -> None:
+    source, destination = f"{dataset}.flaky_requests", f"{dataset}.flaky_answers"
+    source_table(bq, source, row_labels={3: "flaky", 9: "flaky", 12: "bad_request"})
+    subject = drop(
+        stack,
+        "bq/flaky.batch.json",
+        spec(source=f"bq://{source}", destination=f"bq://{destination}"),
+    )
+    event = event_for(stack, subject, timeout=90)
+    assert event.type == "dev.batchbox.job.v1.partially_succeeded", event.data
+    assert event.data["counts"] == {
+        "total": ROWS,
+        "succeeded": ROWS - 1,
+        "failed": 1,
+        "missing": 0,
+        "redriven": 2,
+    }
+    assert [(j["shard"], j["attempt"]) for j in event.data["jobs"]] == [(0, 0), (0, 1)]
+    rows = list(bq.list_rows(destination))
+    assert len(rows) == ROWS + 2  # the re-drive added its rows; the count folds them
