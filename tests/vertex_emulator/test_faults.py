@@ -53,6 +53,25 @@ def test_injected_503_is_a_server_error_and_faults_can_be_cleared(
     assert after.value.code == 404
 
 
+def test_a_fault_with_a_rate_answers_that_share_of_calls_until_cleared(
+    start_emulator: Start, project: str
+) -> None:
+    server = start_emulator()
+    client = genai_client(server, project)
+    admin(server, "POST", "/emulator/v1/faults", {"verb": "get", "status": 503, "rate": 0.3})
+    codes = []
+    for _ in range(200):
+        try:
+            client.batches.get(name="123")
+        except (errors.ServerError, errors.ClientError) as exc:
+            codes.append(exc.code)
+    assert 30 < codes.count(503) < 90 and codes.count(404) == 200 - codes.count(503)
+    assert admin(server, "GET", "/emulator/v1/faults")["faults"][0]["rate"] == 0.3
+    admin(server, "DELETE", "/emulator/v1/faults")
+    with pytest.raises(errors.ClientError):
+        client.batches.get(name="123")
+
+
 def test_a_bad_fault_is_refused(start_emulator: Start) -> None:
     server = start_emulator()
     with pytest.raises(urllib.error.HTTPError) as caught:

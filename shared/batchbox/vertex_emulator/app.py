@@ -14,6 +14,7 @@ Admin (not part of Vertex)::
     GET    /emulator/v1/jobs            every job of every project
     GET    /emulator/v1/faults          pending faults and latency
     POST   /emulator/v1/faults          {"verb": "create", "status": 429, "count": 2}
+                                        or {"verb": "*", "status": 503, "rate": 0.2}
     DELETE /emulator/v1/faults          drop pending faults
     PUT    /emulator/v1/latency         {"latency_ms": 20, "verb_latency_ms": {"get": 100}}
 
@@ -155,6 +156,7 @@ def create_app(service: BatchService, faults: FaultInjector) -> Flask:
                 status=int(body["status"]),
                 count=int(body.get("count", 1)),
                 message=body.get("message"),
+                rate=float(body["rate"]) if body.get("rate") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise invalid_argument(

@@ -2,11 +2,13 @@
 
 A fault answers the next ``count`` calls of one verb (or of every verb, ``"*"``) with an HTTP error
 in Google's JSON shape, e.g. 429 RESOURCE_EXHAUSTED or 503 UNAVAILABLE. Faults queue up: the first
-one added that matches a call is used first.
+one added that matches a call is used first. A fault with a ``rate`` instead answers that share
+of the matching calls, chosen at random (seeded), until the faults are cleared.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ class _Fault:
     code: int
     message: str
     remaining: int
+    rate: float | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class _Fault:
             "status": self.code,
             "message": self.message,
             "remaining": self.remaining,
+            **({"rate": self.rate} if self.rate is not None else {}),
         }
 
 
@@ -50,11 +54,18 @@ class FaultInjector:
     ) -> None:
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
+        self._random = random.Random(0)  # noqa: S311 - fault injection, not secrets
         self._latency_ms = latency_ms
         self._verb_latency_ms = dict(verb_latency_ms or {})
 
     def add(
-        self, *, verb: str, status: int, count: int = 1, message: str | None = None
+        self,
+        *,
+        verb: str,
+        status: int,
+        count: int = 1,
+        message: str | None = None,
+        rate: float | None = None,
     ) -> dict[str, Any]:
         """Queue a fault; returns its description.
 
@@ -67,12 +78,15 @@ class FaultInjector:
             raise ValueError(f"status must be an HTTP error code (400-599), got {status}")
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
+        if rate is not None and not 0 < rate <= 1:
+            raise ValueError(f"rate must be in (0, 1], got {rate}")
         fault = _Fault(
             verb=verb,
             code=status,
             message=message
             or _DEFAULT_MESSAGES.get(status, f"Injected {canonical_status(status)}."),
             remaining=count,
+            rate=rate,
         )
         with self._lock:
             self._faults.append(fault)
@@ -86,11 +100,16 @@ class FaultInjector:
         """The error to answer this call of ``verb`` with, if a fault is pending for it."""
         with self._lock:
             for fault in self._faults:
-                if fault.verb in (verb, ANY_VERB):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    return ApiError(fault.code, fault.message)
+                if fault.verb not in (verb, ANY_VERB):
+                    continue
+                if fault.rate is not None:
+                    if self._random.random() < fault.rate:
+                        return ApiError(fault.code, fault.message)
+                    continue
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                return ApiError(fault.code, fault.message)
         return None
 
     def latency_seconds(self, verb: str) -> float:
