@@ -87,3 +87,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks with figures; writes benchmarks/RESULTS.md (--quick: a smoke run)."""
     session.install("-e", ".[test]", "psutil>=5.9", "pyinstrument>=4.6", "pybase64>=1.3")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def chaos(session: nox.Session) -> None:
+    """Reliability scenarios on the local stack; writes benchmarks/RELIABILITY.md (--quick)."""
+    session.install("-e", ".[local]")
+    session.run("python", "-m", "benchmarks.chaos", *session.posargs)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -142,10 +143,26 @@ def deliver(target: str, headers: Mapping[str, str], body: bytes, *, timeout: fl
         return 503
 
 
+def dropped(notification: Notification, rate: float) -> bool:
+    """Whether the upload's events are to be lost (reliability tests): the same answer for
+    every delivery of one upload, so a lost event stays lost, as when Eventarc loses it."""
+    if rate <= 0:
+        return False
+    attributes = notification.attributes
+    key = f"{attributes.get('objectId')}#{attributes.get('objectGeneration')}"
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < rate
+
+
 def create_app(
-    *, target: str, bucket: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    *,
+    target: str,
+    bucket: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    drop_rate: float = 0.0,
 ) -> flask.Flask:
-    """The bridge's WSGI app. ``bucket`` set: only that bucket's notifications go through."""
+    """The bridge's WSGI app. ``bucket`` set: only that bucket's notifications go through.
+    ``drop_rate``: the share of uploads whose events are lost on purpose (reliability tests)."""
     app = flask.Flask("batchbox.local.bridge")
 
     @app.get("/healthz")
@@ -171,6 +188,15 @@ def create_app(
         if notification.attributes.get("payloadFormat", JSON_API_V1) != JSON_API_V1:
             log.warning(
                 "ignored a notification without a JSON_API_V1 payload", extra={"fields": fields}
+            )
+            return "", 204
+        if dropped(notification, drop_rate):
+            log.warning(
+                "dropped the events of gs://%s/%s on purpose (drop rate %s)",
+                notification.bucket,
+                notification.attributes.get("objectId", ""),
+                drop_rate,
+                extra={"fields": fields},
             )
             return "", 204
         try:
@@ -204,12 +230,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bucket", help="only this bucket's notifications go through")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS)
+    parser.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.0,
+        help="lose the events of this share of uploads on purpose (reliability tests)",
+    )
     args = parser.parse_args(argv)
 
     from werkzeug.serving import make_server
 
     logs.configure()
-    app = create_app(target=args.target, bucket=args.bucket, timeout=args.timeout)
+    app = create_app(
+        target=args.target, bucket=args.bucket, timeout=args.timeout, drop_rate=args.drop_rate
+    )
     server = make_server(args.host, args.port, app, threaded=True)
     log.info(
         "bridge listening on http://%s:%d, delivering to %s", args.host, args.port, args.target

@@ -91,6 +91,8 @@ class StackConfig:
     vertex_base_url: str | None = None
     # Start the BigQuery emulator too (bqemulator, installed in its own virtualenv once).
     bigquery: bool = False
+    # Reliability tests: the share of uploads whose finalize events the Eventarc stand-in loses.
+    drop_event_rate: float = 0.0
     # fake-gcs-server's filesystem backend folder; None keeps objects in memory.
     data_dir: Path | None = None
     repo_root: Path | None = None

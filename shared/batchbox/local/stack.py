@@ -502,6 +502,8 @@ class LocalStack:
         port = self._port("bridge")
         args = ["-m", BRIDGE_MODULE, "--host", LOOPBACK, "--port", str(port)]
         args += ["--target", self.function_url("submit"), "--bucket", self.config.inbox_bucket]
+        if self.config.drop_event_rate:
+            args += ["--drop-rate", str(self.config.drop_event_rate)]
         return services.python_service(
             "Eventarc bridge",
             args,
