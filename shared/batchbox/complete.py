@@ -357,6 +357,15 @@ def _read_file(
         tally.warnings.append(f"{uri}: {bad} row(s) are not JSON objects and were skipped")
 
 
+def count_lines(record: InputRecord, deps: Deps, tally: Tally, results: Any) -> list[str]:
+    """Pass 1 over a Cloud Storage output, rows without the label matched too; the files read."""
+    settings = deps.settings
+    id_field = record.options.id_field(settings.id_field) if record.options else settings.id_field
+    files = read_predictions(record, deps.blobs, results, tally, id_field)
+    match_pending(record, deps.blobs, results, tally, id_field)
+    return files
+
+
 def _hashable(value: Any) -> bool:
     return isinstance(value, str | int) and not isinstance(value, bool) and value != ""
 
@@ -428,15 +437,7 @@ def plan_redrive(record: InputRecord, tally: Tally, deps: Deps) -> list[BatchJob
     missing = record.lines_submitted - tally.ok_lines - tally.failed_lines
     if not tally.transient_lines and not (progress and missing):
         return []
-    assert record.output_prefix is not None
-    shards = ShardWriter(
-        deps.blobs,
-        record.output_prefix,
-        attempt=record.attempt + 1,
-        max_requests=settings.shard_max_requests,
-        max_bytes=settings.shard_max_bytes,
-        destination=record.destination,
-    )
+    shards = next_attempt(record, deps)
     with shards:
         for job in record.jobs:
             if job.attempt != record.attempt:
@@ -663,7 +664,6 @@ def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
     """Count, then re-drive (None) or write the outputs and store the event (the record)."""
     settings = deps.settings
     outputs = _outputs(record)
-    id_field = record.options.id_field(settings.id_field) if record.options else settings.id_field
     tally = Tally()
     files: list[str] = []
     if record.destination is not None:
@@ -672,11 +672,10 @@ def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
         with deps.blobs.open_write(
             outputs.results or "", content_type="application/jsonl"
         ) as results:
-            files = read_predictions(record, deps.blobs, results, tally, id_field)
-            match_pending(record, deps.blobs, results, tally, id_field)
+            files = count_lines(record, deps, tally, results)
     redrive = plan_redrive(record, tally, deps)
     if redrive:
-        _start_redrive(record, redrive, deps)
+        rerun(record, redrive, deps, from_stage=Stage.FINISHED)  # None: another worker did
         return None
     missing = record.lines_submitted - tally.ok_lines - tally.failed_lines
     with deps.blobs.open_write(
@@ -729,14 +728,35 @@ def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
     return stored
 
 
-def _start_redrive(record: InputRecord, new_jobs: list[BatchJob], deps: Deps) -> None:
-    def rerun(current: InputRecord) -> InputRecord | None:
-        if current.stage is not Stage.FINISHED or current.attempt != record.attempt:
+def next_attempt(record: InputRecord, deps: Deps) -> ShardWriter:
+    """The writer of the shards of ``record``'s next attempt (a re-drive)."""
+    assert record.output_prefix is not None
+    settings = deps.settings
+    return ShardWriter(
+        deps.blobs,
+        record.output_prefix,
+        attempt=record.attempt + 1,
+        max_requests=settings.shard_max_requests,
+        max_bytes=settings.shard_max_bytes,
+        destination=record.destination,
+    )
+
+
+def rerun(
+    record: InputRecord, new_jobs: list[BatchJob], deps: Deps, *, from_stage: Stage
+) -> InputRecord | None:
+    """Move ``record`` from ``from_stage`` back to RUNNING with ``new_jobs`` added and submit
+    them; None when another worker changed it first."""
+
+    def again(current: InputRecord) -> InputRecord | None:
+        if current.stage is not from_stage or current.attempt != record.attempt:
             return None
         return current.model_copy(
             update={
                 "stage": Stage.RUNNING,
                 "jobs": (*current.jobs, *new_jobs),
+                "result_event": None,
+                "processed_at": None,
                 "lease_until": None,
                 "lease_owner": None,
                 "notify_lease_until": None,
@@ -744,18 +764,17 @@ def _start_redrive(record: InputRecord, new_jobs: list[BatchJob], deps: Deps) ->
             }
         )
 
-    running = deps.registry.update(record.job_id, rerun)
+    running = deps.registry.update(record.job_id, again)
     if running is None:
-        return  # another worker re-drove it first
-    lines = sum(job.lines for job in new_jobs)
+        return None
     log.warning(
         "re-driving %d line(s) of input %s as attempt %d (%d job(s))",
-        lines,
+        sum(job.lines for job in new_jobs),
         record.job_id,
         running.attempt,
         len(new_jobs),
     )
-    jobs.submit_ready(running, deps)
+    return jobs.submit_ready(running, deps)
 
 
 def outcome_of(record: InputRecord, tally: Tally) -> Outcome:
@@ -886,24 +905,12 @@ def redrive_input(job_id: str, deps: Deps) -> InputRecord:
         raise errors.PermanentError(
             f"input {job_id} is {record.stage}: only a processed input can be re-driven"
         )
-    settings = deps.settings
-    id_field = record.options.id_field(settings.id_field) if record.options else settings.id_field
     tally = Tally()
-    sink: Any = _Discard()
     if record.destination is not None:
         read_table_predictions(record, deps, tally)
     else:
-        read_predictions(record, deps.blobs, sink, tally, id_field)
-        match_pending(record, deps.blobs, sink, tally, id_field)
-    assert record.output_prefix is not None
-    shards = ShardWriter(
-        deps.blobs,
-        record.output_prefix,
-        attempt=record.attempt + 1,
-        max_requests=settings.shard_max_requests,
-        max_bytes=settings.shard_max_bytes,
-        destination=record.destination,
-    )
+        count_lines(record, deps, tally, _Discard())
+    shards = next_attempt(record, deps)
     with shards:
         for job in _first_jobs(record):
             with deps.blobs.open_read(job.source_uri) as stream:
@@ -913,30 +920,7 @@ def redrive_input(job_id: str, deps: Deps) -> InputRecord:
                         shards.write(raw + b"\n")
     if not shards.jobs:
         raise errors.PermanentError(f"every line of input {job_id} succeeded: nothing to re-drive")
-
-    def rerun(current: InputRecord) -> InputRecord | None:
-        if current.stage is not Stage.PROCESSED or current.attempt != record.attempt:
-            return None
-        return current.model_copy(
-            update={
-                "stage": Stage.RUNNING,
-                "jobs": (*current.jobs, *shards.jobs),
-                "result_event": None,
-                "processed_at": None,
-                "notify_lease_until": None,
-                "notified_at": None,
-                "lease_until": None,
-                "lease_owner": None,
-            }
-        )
-
-    running = deps.registry.update(job_id, rerun)
+    running = rerun(record, shards.jobs, deps, from_stage=Stage.PROCESSED)
     if running is None:
         raise errors.PermanentError(f"input {job_id} changed meanwhile; look at it and try again")
-    log.warning(
-        "re-driving %d failed line(s) of input %s as attempt %d, on request",
-        sum(job.lines for job in shards.jobs),
-        job_id,
-        running.attempt,
-    )
-    return jobs.submit_ready(running, deps)
+    return running
