@@ -18,7 +18,10 @@ Pub/Sub triggers do; a thread of this process publishes the ticks (the Cloud Sch
 Another thread restarts a function whose process died, as the platform starts a new instance,
 and logs that it did.
 Once everything is ready the connection settings are written to ``.batchbox/local.env``; they are
-removed first thing on stop. A failing step, Ctrl-C or SIGTERM stops everything started so far.
+removed first thing on stop. A failing step, Ctrl-C, SIGTERM or SIGHUP stops everything started so
+far, in about a second. Should this process be killed outright, the lifeline's watcher stops its
+processes (:mod:`batchbox.local.lifeline`); should the watcher be killed too, the next stack with
+the same state folder stops them (``.batchbox/local.pids`` names the owner).
 """
 
 from __future__ import annotations
@@ -28,11 +31,9 @@ import datetime as dt
 import importlib.util
 import json
 import os
-import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,7 +43,7 @@ from google.api_core import exceptions as api_exceptions
 
 from batchbox import logs
 
-from . import envfile, provision, services
+from . import envfile, lifeline, provision, services
 from .config import FUNCTION_NAMES, Ports, StackConfig
 from .provision import SubscriptionSpec
 from .scheduler import PollScheduler
@@ -54,7 +55,7 @@ VERTEX_EMULATOR_MODULE = "batchbox.vertex_emulator"
 BRIDGE_MODULE = "batchbox.local.bridge"
 # Eventarc and a 2nd gen function's Pub/Sub trigger wait up to 600 s for an answer.
 PUSH_ACK_DEADLINE_SECONDS = 600
-FUNCTION_STOP_SECONDS = 3.0
+FUNCTION_STOP_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class LocalStack:
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
         self.env_file = self.config.resolved_env_file()
+        # Which process owns this state folder's processes (read at the next start).
+        self.owner_file = self.env_file.with_suffix(".pids")
         self.log_dir = self.config.resolved_log_dir()
         self.functions_dir = self.config.resolved_functions_dir()
         self.startup_seconds: float | None = None
@@ -117,6 +120,7 @@ class LocalStack:
         self._clients: dict[str, Any] = {}
         self._unclaimed: list[ReceivedEvent] = []
         self._env_written = False
+        self._owner_written = False
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -142,7 +146,9 @@ class LocalStack:
         if self._group is not None:
             raise RuntimeError("the local stack is already started")
         began = time.monotonic()
-        self._group = ServiceGroup().__enter__()  # SIGTERM/SIGHUP now raise KeyboardInterrupt
+        # SIGTERM/SIGHUP now raise KeyboardInterrupt; the group's lifeline stops every process
+        # started should this process be killed outright.
+        self._group = ServiceGroup(lifeline_log=self.log_dir / "lifeline.log").__enter__()
         try:
             self._start()
         except BaseException:
@@ -152,8 +158,9 @@ class LocalStack:
 
     def _start(self) -> None:
         envfile.claim_env_file(self.env_file)
-        self._ports = self.config.ports.resolved()
+        self._take_over_state_folder()
         self._clear_logs()
+        self._ports = self.config.ports.resolved()
         sources = self._function_sources()
         pubsub = services.pubsub_service(self._port("pubsub"), log_dir=self.log_dir)
         self._functions = [self._function_service(name, src) for name, src in sources.items()]
@@ -214,9 +221,35 @@ class LocalStack:
         )
         self._env_written = True
 
+    def _take_over_state_folder(self) -> None:
+        """Clear what a killed earlier stack of this folder left running (should its lifeline's
+        watcher have died with it), then record this stack as the folder's owner.
+
+        Raises:
+            ServiceError: another stack is starting or running with this folder.
+        """
+        assert self._group is not None
+        owner = lifeline.read_owner(self.owner_file)
+        if owner is not None and owner.pid != os.getpid():
+            if owner.alive:
+                raise ServiceError(
+                    f"another local stack (pid {owner.pid}) is starting or running with "
+                    f"{self.owner_file.parent}; stop it first or give this one its own --env-file"
+                )
+            if swept := lifeline.sweep(owner.lifeline_id):
+                log.warning(
+                    "stopped %d process(es) left running by a local stack that was killed (pid %d)",
+                    swept,
+                    owner.pid,
+                )
+        lifeline.write_owner(self.owner_file, self._group.lifeline.id)
+        self._owner_written = True
+
     def stop(self) -> None:
-        """Stop everything this stack started (safe to call more than once)."""
-        with _ignoring_sigint():
+        """Stop everything this stack started (safe to call more than once). Ctrl-C, SIGTERM and
+        SIGHUP are held off meanwhile: a second one must not leave processes behind."""
+        group, self._group = self._group, None
+        with services.signals_held():
             if self._env_written:
                 envfile.remove_env_file(self.env_file, owner_pid=os.getpid())
                 self._env_written = False
@@ -227,10 +260,17 @@ class LocalStack:
                 self._scheduler.stop()
                 self._scheduler = None
             self._close_clients()
-            group, self._group = self._group, None
             if group is not None:
-                _interrupt(self._functions)
-                group.__exit__(None, None, None)
+                # The functions first, while the emulators they call are still up: a request in
+                # flight then ends at once instead of retrying against an emulator that is gone
+                # (gunicorn waits for it).
+                services.stop_services(self._functions, grace=FUNCTION_STOP_GRACE_SECONDS)
+                group.stop_all()
+            if self._owner_written:
+                lifeline.remove_owner(self.owner_file)
+                self._owner_written = False
+        if group is not None:
+            group.restore_signals()
 
     def check_alive(self) -> None:
         """Raises ServiceError if a process of the stack has exited."""
@@ -530,7 +570,8 @@ class LocalStack:
 
     def _clear_logs(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for name in ("pubsub", "firestore", "storage", "vertex", "bridge", *FUNCTION_NAMES):
+        parts = ("pubsub", "firestore", "storage", "vertex", "bridge", "lifeline", *FUNCTION_NAMES)
+        for name in parts:
             with contextlib.suppress(FileNotFoundError):
                 (self.log_dir / f"{name}.log").unlink()
 
@@ -575,34 +616,3 @@ class FunctionSupervisor:
                 )
                 service.restart()
                 self.restarted.append(service.name)
-
-
-def _interrupt(functions: list[Service]) -> None:
-    """Stop the functions with gunicorn's quick shutdown (SIGINT) instead of its graceful one.
-
-    On SIGTERM gunicorn waits for open keep-alive connections of the Pub/Sub emulator's pushes,
-    which makes stopping take seconds. What is left after the wait is stopped by the group.
-    """
-    functions = [service for service in functions if service.running]
-    for service in functions:
-        assert service.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(service.process.pid, signal.SIGINT)
-    deadline = time.monotonic() + FUNCTION_STOP_SECONDS
-    for service in functions:
-        assert service.process is not None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            service.process.wait(timeout=max(deadline - time.monotonic(), 0.01))
-
-
-@contextlib.contextmanager
-def _ignoring_sigint() -> Iterator[None]:
-    """Hold Ctrl-C while stopping: a second one must not leave processes behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
