@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import IO, Any, Self
 
-from . import lifeline
+from . import lifeline, ports
 from .lifeline import Lifeline
 
 LOOPBACK = "127.0.0.1"
@@ -32,6 +32,15 @@ LOOPBACK = "127.0.0.1"
 
 class ServiceError(RuntimeError):
     """A local service is missing, would not start, or did not become healthy."""
+
+
+class PortClash(ServiceError):
+    """Another program holds the port a service was to listen on."""
+
+    def __init__(self, service: str, port: int) -> None:
+        super().__init__(f"port {port} of {service} is taken by another program")
+        self.service = service
+        self.port = port
 
 
 def free_port() -> int:
@@ -42,11 +51,12 @@ def free_port() -> int:
 
 
 def http_ok(url: str, *, timeout: float = 1.0) -> bool:
-    """True when ``url`` answers 2xx."""
+    """True when ``url`` answers 2xx. Any failure means "not ready yet": a connection refused, a
+    timeout, or an answer that is not HTTP/1.1 at all (another program's gRPC server, say)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
             return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
+    except Exception:
         return False
 
 
@@ -150,6 +160,8 @@ class Service:
     cwd: Path | None = None
     log_path: Path | None = None
     startup_timeout: float = 60.0
+    # The TCP port it listens on, to tell a port clash (None: not checked).
+    port: int | None = None
     # What stops it quickly and cleanly (SIGINT for functions-framework's gunicorn, see there).
     stop_signal: int = signal.SIGTERM
     process: subprocess.Popen[bytes] | None = None
@@ -313,6 +325,7 @@ def pubsub_service(port: int, *, log_dir: Path | None = None) -> Service:
         name="Pub/Sub emulator",
         argv=[str(find_pubsub_emulator()), f"--host={LOOPBACK}", f"--port={port}"],
         ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/"),
+        port=port,
         log_path=log_dir / "pubsub.log" if log_dir else None,
     )
 
@@ -323,6 +336,7 @@ def firestore_service(port: int, *, log_dir: Path | None = None) -> Service:
         name="Firestore emulator",
         argv=[str(find_firestore_emulator()), "start", f"--host={LOOPBACK}", f"--port={port}"],
         ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/"),
+        port=port,
         log_path=log_dir / "firestore.log" if log_dir else None,
     )
 
@@ -381,6 +395,7 @@ def storage_service(
         argv=argv,
         env=env,
         ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/storage/v1/b"),
+        port=port,
         log_path=log_dir / "storage.log" if log_dir else None,
     )
 
@@ -394,12 +409,15 @@ def python_service(
     cwd: Path | None = None,
     log_dir: Path | None = None,
     log_name: str | None = None,
+    port: int | None = None,
 ) -> Service:
-    """A Python process of this interpreter (a function, the Vertex emulator, the bridge)."""
+    """A Python process of this interpreter (the Vertex emulator, the bridge) listening on
+    ``port``."""
     return Service(
         name=name,
         argv=[sys.executable, *module_args],
         ready=lambda: http_ok(health_url),
+        port=port,
         env=dict(env or {}),
         cwd=cwd,
         log_path=log_dir / f"{log_name or name}.log" if log_dir else None,
@@ -421,7 +439,7 @@ def http_answers(url: str, *, timeout: float = 1.0) -> bool:
     except urllib.error.HTTPError as exc:
         exc.close()
         return True
-    except (urllib.error.URLError, OSError, ValueError):
+    except Exception:  # no HTTP answer at all: not ready yet, as for http_ok
         return False
 
 
@@ -438,29 +456,52 @@ def wait_ready(services: Iterable[Service], *, watch: Iterable[Service] = ()) ->
     threads) keeps Ctrl-C immediate.
 
     Raises:
+        PortClash: another program holds the port of a service (it answered the readiness probe,
+            or the service exited because it could not bind).
         ServiceError: a service exited while starting or was not ready within its timeout.
     """
     pending = list(services)
     watched = [*pending, *watch]
     started = time.monotonic()
+    next_clash_check = started
     while pending:
         for service in watched:
             process = service.process
             if process is not None and process.poll() is not None:
+                if service.port is not None and ports.taken(service.port):
+                    raise PortClash(service.name, service.port)
                 raise ServiceError(
                     f"{service.name} exited with code {process.returncode} while starting"
                     + service._log_tail()
                 )
+        clash_check, now = False, time.monotonic()
+        if now >= next_clash_check:
+            clash_check, next_clash_check = True, now + CLASH_CHECK_SECONDS
         for service in list(pending):
             if service.ready():
+                _check_port(service)
                 pending.remove(service)
-            elif time.monotonic() - started > service.startup_timeout:
+            elif clash_check:
+                _check_port(service)
+            if service in pending and time.monotonic() - started > service.startup_timeout:
                 raise ServiceError(
                     f"{service.name} was not ready after {service.startup_timeout:.0f}s"
                     + service._log_tail()
                 )
         if pending:
             time.sleep(0.05)
+
+
+CLASH_CHECK_SECONDS = 0.5
+
+
+def _check_port(service: Service) -> None:
+    """Raise PortClash when another program listens on ``service``'s port: a ready answer must
+    come from the service itself. Linux can tell at once; elsewhere the service's exit tells."""
+    if service.port is None or service.process is None:
+        return
+    if ports.holder(service.port, service.process.pid) is ports.Holder.OTHER:
+        raise PortClash(service.name, service.port)
 
 
 def function_service(
@@ -493,6 +534,7 @@ def function_service(
             str(port),
         ],
         ready=lambda: http_answers(f"http://{LOOPBACK}:{port}/"),
+        port=port,
         # What Cloud Functions sets for a function; PYTHONUNBUFFERED so its log file is current.
         env={
             "K_SERVICE": name,

@@ -27,6 +27,7 @@ the same state folder stops them (``.batchbox/local.pids`` names the owner).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
@@ -47,7 +48,7 @@ from . import envfile, lifeline, provision, services
 from .config import FUNCTION_NAMES, Ports, StackConfig
 from .provision import SubscriptionSpec
 from .scheduler import PollScheduler
-from .services import LOOPBACK, Service, ServiceError, ServiceGroup
+from .services import LOOPBACK, PortClash, Service, ServiceError, ServiceGroup, free_port
 
 log = logs.get_logger("local.stack")
 
@@ -55,6 +56,8 @@ VERTEX_EMULATOR_MODULE = "batchbox.vertex_emulator"
 BRIDGE_MODULE = "batchbox.local.bridge"
 # Eventarc and a 2nd gen function's Pub/Sub trigger wait up to 600 s for an answer.
 PUSH_ACK_DEADLINE_SECONDS = 600
+# Starts on fresh ports when another program takes one of them meanwhile (see ports.py).
+PORT_ATTEMPTS = 3
 FUNCTION_STOP_GRACE_SECONDS = 1.0
 
 
@@ -102,8 +105,11 @@ class LocalStack:
     ``env`` (the env file's contents), ``functions_env`` and the URLs exist once started.
     """
 
-    def __init__(self, config: StackConfig | None = None) -> None:
+    def __init__(
+        self, config: StackConfig | None = None, *, pick_port: Callable[[], int] = free_port
+    ) -> None:
         self.config = config or StackConfig()
+        self._pick_port = pick_port  # chooses the ports not given in the config
         self.env_file = self.config.resolved_env_file()
         # Which process owns this state folder's processes (read at the next start).
         self.owner_file = self.env_file.with_suffix(".pids")
@@ -146,21 +152,32 @@ class LocalStack:
         if self._group is not None:
             raise RuntimeError("the local stack is already started")
         began = time.monotonic()
-        # SIGTERM/SIGHUP now raise KeyboardInterrupt; the group's lifeline stops every process
-        # started should this process be killed outright.
-        self._group = ServiceGroup(lifeline_log=self.log_dir / "lifeline.log").__enter__()
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            # SIGTERM/SIGHUP now raise KeyboardInterrupt; the group's lifeline stops every process
+            # started should this process be killed outright.
+            self._group = ServiceGroup(lifeline_log=self.log_dir / "lifeline.log").__enter__()
+            try:
+                self._start()
+                break
+            except PortClash as clash:
+                self.stop()
+                if attempt == PORT_ATTEMPTS or clash.port in self._given_ports():
+                    raise
+                log.warning("%s; starting again on other ports", clash)
+            except BaseException:
+                self.stop()
+                raise
         self.startup_seconds = time.monotonic() - began
+
+    def _given_ports(self) -> set[int]:
+        ports = self.config.ports
+        return {getattr(ports, f.name) for f in dataclasses.fields(ports)} - {None}
 
     def _start(self) -> None:
         envfile.claim_env_file(self.env_file)
         self._take_over_state_folder()
         self._clear_logs()
-        self._ports = self.config.ports.resolved()
+        self._ports = self.config.ports.resolved(self._pick_port)
         sources = self._function_sources()
         pubsub = services.pubsub_service(self._port("pubsub"), log_dir=self.log_dir)
         self._functions = [self._function_service(name, src) for name, src in sources.items()]
@@ -510,6 +527,7 @@ class LocalStack:
                 },
                 log_dir=self.log_dir,
                 log_name="vertex",
+                port=port,
             )
         ]
 
@@ -524,6 +542,7 @@ class LocalStack:
             env={"PYTHONUNBUFFERED": "1"},
             log_dir=self.log_dir,
             log_name="bridge",
+            port=port,
         )
 
     def _provision_pubsub(self) -> None:
