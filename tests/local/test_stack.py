@@ -27,6 +27,7 @@ from batchbox.local.services import ServiceError
 from batchbox.local.stack import LocalStack
 
 from .conftest import living_processes, stand_in_functions
+from .test_bridge import AWKWARD_NAMES
 
 pytestmark = pytest.mark.emulators
 
@@ -128,6 +129,17 @@ def test_objects_written_to_the_output_bucket_trigger_nothing(stack: LocalStack)
     names = {r["data"]["name"] for r in records(stack, "submit")}
     assert "after-output.jsonl" in names
     assert "jobs/x/results.jsonl" not in names
+
+
+@pytest.mark.parametrize("name", list(AWKWARD_NAMES.values()), ids=list(AWKWARD_NAMES))
+def test_an_object_of_any_name_reaches_submit(stack: LocalStack, name: str) -> None:
+    stack.upload(b'{"request": {}}\n', name)
+    uri = f"gs://{stack.config.inbox_bucket}/{name}"
+
+    event = stack.wait_for_result(lambda e: e.subject == uri, timeout=20)
+
+    assert event.data["input"] == {"uri": uri}
+    assert name in {r["data"]["name"] for r in records(stack, "submit")}
 
 
 def test_poll_gets_a_tick_every_interval(stack: LocalStack) -> None:
