@@ -56,6 +56,15 @@ VERTEX_EMULATOR_MODULE = "batchbox.vertex_emulator"
 BRIDGE_MODULE = "batchbox.local.bridge"
 # Eventarc and a 2nd gen function's Pub/Sub trigger wait up to 600 s for an answer.
 PUSH_ACK_DEADLINE_SECONDS = 600
+# The reconciler's windows, shortened for a machine where events are lost more easily than in the
+# cloud (the Pub/Sub emulator dead-letters a push that failed for 10 s; see provision.py): the inbox
+# sweep claims an upload no event brought within about 40 s, and a finished input whose
+# announcement went unprocessed is announced again after a minute. config.function_env wins.
+RECONCILER_SETTINGS = {
+    "BATCHBOX_SWEEP_SECONDS": "30",
+    "BATCHBOX_SWEEP_GRACE_SECONDS": "10",
+    "BATCHBOX_REANNOUNCE_SECONDS": "60",
+}
 # Starts on fresh ports when another program takes one of them meanwhile (see ports.py).
 PORT_ATTEMPTS = 3
 FUNCTION_STOP_GRACE_SECONDS = 1.0
@@ -347,13 +356,15 @@ class LocalStack:
             "BATCHBOX_JOB_FINISHED_TOPIC": config.topics.job_finished,
             "BATCHBOX_RESULTS_TOPIC": config.topics.results,
             "BATCHBOX_JOBS_COLLECTION": config.jobs_collection,
+            **RECONCILER_SETTINGS,
             **config.function_env,
         }
 
     @property
     def env(self) -> dict[str, str]:
         """The connection settings written to the env file."""
-        values = {k: v for k, v in self.functions_env.items() if k not in self.config.function_env}
+        private = {*self.config.function_env, *RECONCILER_SETTINGS}
+        values = {k: v for k, v in self.functions_env.items() if k not in private}
         return {
             **values,
             "BATCHBOX_POLL_TOPIC": self.config.topics.poll,
