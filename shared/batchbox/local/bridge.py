@@ -23,6 +23,7 @@ import argparse
 import base64
 import binascii
 import json
+import logging
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -228,11 +229,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS)
     args = parser.parse_args(argv)
 
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class RequestHandler(WSGIRequestHandler):
+        """werkzeug's handler without its access lines (plain text with ANSI colours): every
+        delivery is logged by ``receive`` as JSON; errors go to the bridge's JSON log."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
+        def log(self, type: str, message: str, *args: Any) -> None:
+            log.log(logging.ERROR if type == "error" else logging.INFO, message, *args)
 
     logs.configure()
     app = create_app(target=args.target, bucket=args.bucket, timeout=args.timeout)
-    server = make_server(args.host, args.port, app, threaded=True)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=RequestHandler)
     log.info(
         "bridge listening on http://%s:%d, delivering to %s", args.host, args.port, args.target
     )
