@@ -376,7 +376,19 @@ class LocalStack:
             "BATCHBOX_COMPLETE_URL": self.function_url("complete"),
             "BATCHBOX_BRIDGE_URL": self.bridge_url,
             "BATCHBOX_LOCAL_LOG_DIR": str(self.log_dir),
+            **self.gcloud_env,
             envfile.PID_KEY: str(os.getpid()),
+        }
+
+    @property
+    def gcloud_env(self) -> dict[str, str]:
+        """What the Google Cloud CLI needs to use the emulators (it ignores ``*_EMULATOR_HOST``):
+        ``gcloud storage`` and ``gcloud pubsub`` go to the stack, without credentials."""
+        return {
+            "CLOUDSDK_CORE_PROJECT": self.config.project,
+            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": f"{self.storage_url}/",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{self.pubsub_host}/",
         }
 
     # --- using the stack -----------------------------------------------------------------------
