@@ -51,15 +51,46 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+_REPORTED = "_batchbox_reported"
+
+
+def mark_reported(exc: BaseException) -> None:
+    """Note that ``exc`` has been logged where it was handled: the web framework's own report of
+    it (Flask logs a traceback for every exception that makes a 500) is then left out."""
+    with contextlib.suppress(AttributeError, TypeError):
+        setattr(exc, _REPORTED, True)
+
+
+class _LeaveOutReported(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not getattr(exc, _REPORTED, False)
+
+
 def configure(level: str = "INFO") -> None:
-    """Send the ``batchbox`` loggers to stdout as JSON. Safe to call more than once."""
+    """Send the ``batchbox`` loggers to stdout as JSON, and every other logger's records that
+    reach the root (warnings and errors: Flask's, werkzeug's, Python warnings) as JSON too, so
+    the output is one JSON object per line. Safe to call more than once."""
     logger = logging.getLogger("batchbox")
-    if not any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(JsonFormatter())
-        logger.addHandler(handler)
+    if not _json_handlers(logger):
+        logger.addHandler(_json_handler())
         logger.propagate = False
     logger.setLevel(level.upper())
+    root = logging.getLogger()
+    if not _json_handlers(root):
+        root.addHandler(_json_handler())
+        logging.captureWarnings(True)
+
+
+def _json_handlers(logger: logging.Logger) -> list[logging.Handler]:
+    return [h for h in logger.handlers if isinstance(h.formatter, JsonFormatter)]
+
+
+def _json_handler() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(_LeaveOutReported())
+    return handler
 
 
 def get_logger(name: str) -> logging.Logger:

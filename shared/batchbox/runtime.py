@@ -55,9 +55,11 @@ def entry_point(name: str) -> Callable[[Callable[[Event], None]], Callable[[Even
                     log.error("%s: %s (acknowledged, not retried)", type(exc).__name__, exc)
                 except errors.RetryableError as exc:
                     log.warning("%s: %s (will be retried)", type(exc).__name__, exc)
+                    logs.mark_reported(exc)  # one warning line, not the framework's traceback
                     raise
-                except Exception:
+                except Exception as exc:
                     log.exception("unexpected failure (will be retried)")
+                    logs.mark_reported(exc)
                     raise
 
         return run

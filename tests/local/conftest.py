@@ -84,3 +84,35 @@ def living_processes(pgid: int) -> list[int]:
         if group == pgid and state != "Z":
             alive.append(int(stat.parent.name))
     return alive
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """Every living descendant of ``pid`` (Linux), as (pid, start time) to tell a reused id."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append((int(stat.parent.name), fields[19]))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child[0])
+    return found
+
+
+def still_running(processes: list[tuple[int, str]]) -> list[str]:
+    """The command lines of those of ``processes`` that still run (not zombies)."""
+    running = []
+    for pid, started in processes:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if fields[19] == started and fields[0] != "Z":
+            running.append(command.replace(b"\0", b" ").decode(errors="replace")[:120])
+    return running

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,72 @@ def test_time_falls_back_to_the_notification(push_body: dict[str, Any]) -> None:
 
 def test_health(capture_server: CaptureServer) -> None:
     assert _client(capture_server).get("/healthz").status_code == 200
+
+
+# Names Cloud Storage (or the emulator) accepts that are not plain ASCII, or not safe in a header.
+AWKWARD_NAMES = {
+    "cjk": "データ/入力ファイル.jsonl",
+    "emoji": "batches/🎉 party.jsonl",
+    "right-to-left override": "invoice\u202elnosj.exe.jsonl",
+    "nfd accents": "cafe\u0301/re\u0301sume\u0301.jsonl",
+    "cr lf": "line\r\nbreak.jsonl",
+    "quotes and percent": '100% "sure".jsonl',
+}
+
+
+def _push_of(push_body: dict[str, Any], name: str) -> dict[str, Any]:
+    resource = _resource(push_body)
+    resource["name"] = name
+    push_body["message"]["data"] = base64.b64encode(json.dumps(resource).encode()).decode()
+    push_body["message"]["attributes"]["objectId"] = name
+    return push_body
+
+
+@pytest.mark.parametrize("name", list(AWKWARD_NAMES.values()), ids=list(AWKWARD_NAMES))
+def test_any_object_name_is_delivered(
+    capture_server: CaptureServer, push_body: dict[str, Any], name: str
+) -> None:
+    response = _client(capture_server).post("/", json=_push_of(push_body, name))
+
+    assert response.status_code == 200
+    [request] = capture_server.requests
+    subject = {k.lower(): v for k, v in request.headers.items()}["ce-subject"]
+    assert subject.isascii() and subject.isprintable() and " " not in subject
+    assert urllib.parse.unquote(subject, errors="strict") == f"objects/{name}"  # percent-encoded
+    assert json.loads(request.body)["name"] == name  # the data carries the name as it is
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [
+        ("objects/plain-name_1.jsonl", "objects/plain-name_1.jsonl"),
+        ("Euro \u20ac \U0001f600", "Euro%20%E2%82%AC%20%F0%9F%98%80"),  # the spec's example
+        ('a "quoted" 100%', "a%20%22quoted%22%20100%25"),
+        ("tab\there\r\n", "tab%09here%0D%0A"),
+        ("~!#$&'()*+,/:;<=>?@[\\]^`{|}", "~!#$&'()*+,/:;<=>?@[\\]^`{|}"),
+    ],
+)
+def test_header_values_are_percent_encoded_as_the_http_binding_says(
+    value: str, encoded: str
+) -> None:
+    assert bridge.encode_header_value(value) == encoded
+
+
+def test_a_function_gets_the_name_from_the_data(
+    capture_server: CaptureServer,
+    push_body: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    name = AWKWARD_NAMES["emoji"]
+    _client(capture_server).post("/", json=_push_of(push_body, name))
+    [request] = capture_server.requests
+    monkeypatch.setenv("STAND_IN_RECORD_DIR", str(tmp_path))
+    monkeypatch.delenv("BATCHBOX_JOB_FINISHED_TOPIC", raising=False)
+    function = functions_framework.create_app("submit", str(STAND_IN), "cloudevent").test_client()
+
+    response = function.post("/", headers=request.headers, data=request.body)
+
+    assert response.status_code == 200
+    [record] = [json.loads(p.read_text()) for p in (tmp_path / "submit").iterdir()]
+    assert record["data"]["name"] == name

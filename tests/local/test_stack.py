@@ -10,6 +10,7 @@ import base64
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,12 +22,13 @@ from typing import Any
 
 import pytest
 
-from batchbox.local import envfile, services
+from batchbox.local import envfile, provision, services
 from batchbox.local.config import StackConfig
 from batchbox.local.services import ServiceError
 from batchbox.local.stack import LocalStack
 
 from .conftest import living_processes, stand_in_functions
+from .test_bridge import AWKWARD_NAMES
 
 pytestmark = pytest.mark.emulators
 
@@ -130,6 +132,17 @@ def test_objects_written_to_the_output_bucket_trigger_nothing(stack: LocalStack)
     assert "jobs/x/results.jsonl" not in names
 
 
+@pytest.mark.parametrize("name", list(AWKWARD_NAMES.values()), ids=list(AWKWARD_NAMES))
+def test_an_object_of_any_name_reaches_submit(stack: LocalStack, name: str) -> None:
+    stack.upload(b'{"request": {}}\n', name)
+    uri = f"gs://{stack.config.inbox_bucket}/{name}"
+
+    event = stack.wait_for_result(lambda e: e.subject == uri, timeout=20)
+
+    assert event.data["input"] == {"uri": uri}
+    assert name in {r["data"]["name"] for r in records(stack, "submit")}
+
+
 def test_poll_gets_a_tick_every_interval(stack: LocalStack) -> None:
     deadline = time.monotonic() + 10
     while len(records(stack, "poll")) < 2 and time.monotonic() < deadline:
@@ -155,6 +168,12 @@ def _second_program_env(stack: LocalStack) -> dict[str, str]:
 def test_a_second_program_needs_only_the_env_file(stack: LocalStack, tmp_path: Path) -> None:
     sample = tmp_path / "second.jsonl"
     sample.write_text('{"id": "1", "request": {}}\n')
+    # Another program's event, waiting on the shared results subscription.
+    someone_elses = {"input": {"uri": "gs://elsewhere/theirs.jsonl"}}
+    stack.publisher.publish(
+        topic=provision.topic_path(stack.config.project, stack.config.topics.results),
+        messages=[{"data": json.dumps(someone_elses).encode()}],
+    )
 
     result = subprocess.run(
         [
@@ -172,6 +191,44 @@ def test_a_second_program_needs_only_the_env_file(stack: LocalStack, tmp_path: P
     assert "objects in gs://batchbox-inbox:" in result.stdout
     assert "second.jsonl" in result.stdout
     assert "dev.batchbox.job.v1.succeeded" in result.stdout
+    # It used a subscription of its own: the other program's event is still there for it.
+    waiting = stack.pull(stack.config.results_subscription, timeout=5)
+    assert someone_elses in [event.data for event in waiting]
+    subscriptions = stack.subscriber.list_subscriptions(
+        request={"project": f"projects/{stack.config.project}"}
+    )
+    assert not [s.name for s in subscriptions if "use-local-stack" in s.name]  # deleted
+
+
+def _readme_line(prefix: str) -> str:
+    """The line of the README's local-cloud section that starts with ``prefix``, as written."""
+    section = (REPO / "README.md").read_text().split("## The local cloud", 1)[1].split("\n## ")[0]
+    [line] = [x for x in section.splitlines() if x.startswith(prefix)]
+    return line.split("  #")[0].strip()
+
+
+@pytest.mark.skipif(shutil.which("gcloud") is None, reason="the Google Cloud CLI is not installed")
+def test_the_readmes_gcloud_line_works_with_only_the_env_file(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    load = _readme_line("set -a;")
+    upload = _readme_line("gcloud storage cp")
+    script = f"{load.replace('./.batchbox/local.env', str(stack.env_file))}\n{upload}\n"
+    env = {**_second_program_env(stack), "HOME": str(tmp_path)}  # a fresh gcloud configuration
+
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    uri = f"gs://{stack.config.inbox_bucket}/hello.jsonl"
+    assert stack.wait_for_result(lambda e: e.subject == uri, timeout=20)
 
 
 SECOND_PROGRAM_PUBSUB = """

@@ -8,6 +8,12 @@ code, so a function that fails (500) gets the event again, with the subscription
 Notifications of other buckets and other event types are acknowledged and ignored, as an Eventarc
 trigger filtered on one bucket and one event type would never see them.
 
+Object names may hold any Unicode character (and the emulator even accepts CR and LF), but HTTP
+header values are printable ASCII: attribute values such as ``ce-subject`` are percent-encoded
+as the CloudEvents HTTP binding says (section 3.1.3.2). The ``cloudevents`` SDK neither encodes
+nor decodes them, so a function sees ``subject`` still encoded: read the name from the event's
+data, which carries it as it is.
+
 Run it as ``python -m batchbox.local.bridge --target URL --port PORT [--bucket NAME]``.
 """
 
@@ -18,7 +24,9 @@ import base64
 import binascii
 import hashlib
 import json
+import logging
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -123,7 +131,22 @@ def to_cloud_event(notification: Notification) -> tuple[dict[str, str], bytes]:
     if time:
         attributes["time"] = time
     headers, body = to_binary(CloudEvent(attributes, resource))
-    return {str(k): str(v) for k, v in headers.items()}, bytes(body)
+    encoded = {
+        str(key): encode_header_value(str(value)) if str(key).lower().startswith("ce-") else value
+        for key, value in headers.items()
+    }
+    return encoded, bytes(body)
+
+
+# Printable ASCII but space, double quote and percent: what a header value keeps as it is.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+
+
+def encode_header_value(value: str) -> str:
+    """``value`` percent-encoded for an HTTP header, as the CloudEvents HTTP binding requires:
+    space, double quote, percent and everything outside printable ASCII become ``%XY`` of their
+    UTF-8 bytes (upper-case hex)."""
+    return urllib.parse.quote(value, safe=_HEADER_SAFE, encoding="utf-8", errors="strict")
 
 
 def deliver(target: str, headers: Mapping[str, str], body: bytes, *, timeout: float) -> int:
@@ -238,13 +261,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from werkzeug.serving import make_server
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class RequestHandler(WSGIRequestHandler):
+        """werkzeug's handler without its access lines (plain text with ANSI colours): every
+        delivery is logged by ``receive`` as JSON; errors go to the bridge's JSON log."""
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            pass
+
+        def log(self, type: str, message: str, *args: Any) -> None:
+            log.log(logging.ERROR if type == "error" else logging.INFO, message, *args)
 
     logs.configure()
     app = create_app(
         target=args.target, bucket=args.bucket, timeout=args.timeout, drop_rate=args.drop_rate
     )
-    server = make_server(args.host, args.port, app, threaded=True)
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=RequestHandler)
     log.info(
         "bridge listening on http://%s:%d, delivering to %s", args.host, args.port, args.target
     )

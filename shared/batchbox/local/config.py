@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -43,15 +43,16 @@ class Ports:
     bigquery: int | None = None
     bigquery_grpc: int | None = None
 
-    def resolved(self) -> Ports:
-        """A copy with every port set: the ones given, and distinct free ones for the rest."""
+    def resolved(self, pick: Callable[[], int] = free_port) -> Ports:
+        """A copy with every port set: the ones given, and distinct ones from ``pick`` (free
+        ones) for the rest."""
         taken = {getattr(self, f.name) for f in fields(self)} - {None}
         chosen: dict[str, int] = {}
         for f in fields(self):
             if getattr(self, f.name) is None:
-                port = free_port()
+                port = pick()
                 while port in taken:
-                    port = free_port()
+                    port = pick()
                 taken.add(port)
                 chosen[f.name] = port
         return replace(self, **chosen)

@@ -36,9 +36,11 @@ class PollScheduler:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop ticking. A tick being published is not waited for long: the thread is a daemon,
+        and the stack stops the emulator it publishes to right after."""
         self._stopped.set()
         if self._thread.is_alive():
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=1)
 
     def _run(self) -> None:
         while not self._stopped.wait(self._interval):

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,13 +22,25 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
+
+from . import lifeline, ports
+from .lifeline import Lifeline
 
 LOOPBACK = "127.0.0.1"
 
 
 class ServiceError(RuntimeError):
     """A local service is missing, would not start, or did not become healthy."""
+
+
+class PortClash(ServiceError):
+    """Another program holds the port a service was to listen on."""
+
+    def __init__(self, service: str, port: int) -> None:
+        super().__init__(f"port {port} of {service} is taken by another program")
+        self.service = service
+        self.port = port
 
 
 def free_port() -> int:
@@ -38,11 +51,12 @@ def free_port() -> int:
 
 
 def http_ok(url: str, *, timeout: float = 1.0) -> bool:
-    """True when ``url`` answers 2xx."""
+    """True when ``url`` answers 2xx. Any failure means "not ready yet": a connection refused, a
+    timeout, or an answer that is not HTTP/1.1 at all (another program's gRPC server, say)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
             return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError, ValueError):
+    except Exception:
         return False
 
 
@@ -130,6 +144,10 @@ def find_storage_emulator() -> Path:
 
 # --- Processes ---------------------------------------------------------------------------------
 
+# How long a service may take to stop on its stop signal before it is killed.
+STOP_GRACE_SECONDS = 1.5
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
 
 @dataclass
 class Service:
@@ -142,11 +160,18 @@ class Service:
     cwd: Path | None = None
     log_path: Path | None = None
     startup_timeout: float = 60.0
+    # The TCP port it listens on, to tell a port clash (None: not checked).
+    port: int | None = None
+    # What stops it quickly and cleanly (SIGINT for functions-framework's gunicorn, see there).
+    stop_signal: int = signal.SIGTERM
     process: subprocess.Popen[bytes] | None = None
+    lifeline: Lifeline | None = None
     _log: IO[bytes] | None = None
 
     def start(self) -> None:
         env = {**os.environ, **self.env}
+        if self.lifeline is not None:
+            env.update(self.lifeline.environment)
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
@@ -157,30 +182,18 @@ class Service:
             stdin=subprocess.DEVNULL,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: stop() reaches its children too
+            start_new_session=True,  # its own process group: stopping it reaches its children too
         )
+        if self.lifeline is not None:
+            self.lifeline.watch(self.process.pid, self.stop_signal)
 
     def restart(self) -> None:
         """Start the process again after it died (same argv, port and log file)."""
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        self._release()
         self.start()
 
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise ServiceError(
-                    f"{self.name} exited with code {self.process.returncode} while starting"
-                    + self._log_tail()
-                )
-            if self.ready():
-                return
-            time.sleep(0.1)
-        raise ServiceError(
-            f"{self.name} was not ready after {self.startup_timeout:.0f}s" + self._log_tail()
-        )
+        wait_ready([self])
 
     def _log_tail(self) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -188,21 +201,17 @@ class Service:
         tail = self.log_path.read_bytes()[-2000:].decode("utf-8", "replace")
         return f"; last lines of {self.log_path}:\n{tail}"
 
-    def stop(self, *, grace: float = 5.0) -> None:
+    def stop(self, *, grace: float = STOP_GRACE_SECONDS) -> None:
+        stop_services([self], grace=grace)
+
+    def _release(self) -> None:
+        """Let go of the (ended) process: reap it, close its log, tell the lifeline."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=grace)
-        # Children that outlived their leader are still in the group.
         if process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=0.1)
+            if self.lifeline is not None:
+                self.lifeline.forget(process.pid)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -212,22 +221,49 @@ class Service:
         return self.process is not None and self.process.poll() is None
 
 
+def stop_services(services: Iterable[Service], *, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Stop ``services`` at once: each group gets its stop signal, then SIGKILL after ``grace``.
+
+    Waiting for all of them together keeps a stop short: the whole stack takes about as long as
+    its slowest process, not the sum of them.
+    """
+    started = [service for service in services if service.process is not None]
+    groups: dict[int, int] = {}
+    for service in started:
+        assert service.process is not None
+        service.process.poll()  # reap a leader that already ended
+        groups[service.process.pid] = service.stop_signal
+    lifeline.stop_groups(groups, grace=grace)
+    for service in started:
+        service._release()
+
+
 class ServiceGroup:
-    """Starts services in order and stops all of them in reverse, on any exit path.
+    """Starts services and stops all of them, on any exit path.
 
     SIGTERM and SIGHUP are turned into KeyboardInterrupt while the group is open, so the same
-    clean-up runs as for Ctrl-C.
+    clean-up runs as for Ctrl-C; while it stops, those signals and Ctrl-C are held off, so that a
+    second one cannot cut the clean-up short. Should this process end without any clean-up
+    (SIGKILL), the group's :class:`~batchbox.local.lifeline.Lifeline` stops its processes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, lifeline_log: Path | None = None) -> None:
         self._services: list[Service] = []
-        self._previous: dict[int, object] = {}
+        self._previous: dict[int, Any] = {}
+        self.lifeline = Lifeline(log_path=lifeline_log)
 
     def start(self, service: Service) -> Service:
-        self._services.append(service)
-        service.start()
-        service.wait_ready()
+        self.launch([service])
+        wait_ready([service])
         return service
+
+    def launch(self, services: Iterable[Service]) -> None:
+        """Start ``services`` without waiting for them to be ready."""
+        self.lifeline.start()
+        for service in services:
+            service.lifeline = self.lifeline
+            self._services.append(service)  # registered first: a failing start is cleaned up too
+            service.start()
 
     def __enter__(self) -> Self:
         for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -241,13 +277,21 @@ class ServiceGroup:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop_all()
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+        with signals_held():
+            self.stop_all()
+        self.restore_signals()
 
-    def stop_all(self) -> None:
-        while self._services:
-            self._services.pop().stop()
+    def stop_all(self, *, grace: float = STOP_GRACE_SECONDS) -> None:
+        """Stop every service started, then let the lifeline's watcher go."""
+        services, self._services = self._services, []
+        stop_services(services, grace=grace)
+        self.lifeline.close()
+
+    def restore_signals(self) -> None:
+        """Put back the SIGTERM and SIGHUP handlers there were before the group opened."""
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     def __iter__(self) -> Iterator[Service]:
         return iter(self._services)
@@ -255,6 +299,21 @@ class ServiceGroup:
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ignore Ctrl-C, SIGTERM and SIGHUP inside the block (main thread only): a clean-up that a
+    second signal cut short would leave processes behind."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- The emulators -----------------------------------------------------------------------------
@@ -266,6 +325,7 @@ def pubsub_service(port: int, *, log_dir: Path | None = None) -> Service:
         name="Pub/Sub emulator",
         argv=[str(find_pubsub_emulator()), f"--host={LOOPBACK}", f"--port={port}"],
         ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/"),
+        port=port,
         log_path=log_dir / "pubsub.log" if log_dir else None,
     )
 
@@ -276,6 +336,7 @@ def firestore_service(port: int, *, log_dir: Path | None = None) -> Service:
         name="Firestore emulator",
         argv=[str(find_firestore_emulator()), "start", f"--host={LOOPBACK}", f"--port={port}"],
         ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/"),
+        port=port,
         log_path=log_dir / "firestore.log" if log_dir else None,
     )
 
@@ -334,6 +395,7 @@ def storage_service(
         argv=argv,
         env=env,
         ready=lambda: http_ok(f"http://{LOOPBACK}:{port}/storage/v1/b"),
+        port=port,
         log_path=log_dir / "storage.log" if log_dir else None,
     )
 
@@ -347,12 +409,15 @@ def python_service(
     cwd: Path | None = None,
     log_dir: Path | None = None,
     log_name: str | None = None,
+    port: int | None = None,
 ) -> Service:
-    """A Python process of this interpreter (a function, the Vertex emulator, the bridge)."""
+    """A Python process of this interpreter (the Vertex emulator, the bridge) listening on
+    ``port``."""
     return Service(
         name=name,
         argv=[sys.executable, *module_args],
         ready=lambda: http_ok(health_url),
+        port=port,
         env=dict(env or {}),
         cwd=cwd,
         log_path=log_dir / f"{log_name or name}.log" if log_dir else None,
@@ -374,15 +439,13 @@ def http_answers(url: str, *, timeout: float = 1.0) -> bool:
     except urllib.error.HTTPError as exc:
         exc.close()
         return True
-    except (urllib.error.URLError, OSError, ValueError):
+    except Exception:  # no HTTP answer at all: not ready yet, as for http_ok
         return False
 
 
 def launch(group: ServiceGroup, services: Iterable[Service]) -> None:
     """Start ``services`` without waiting for them; ``group`` stops them whatever happens next."""
-    for service in services:
-        group._services.append(service)  # registered first, so a failing start is cleaned up too
-        service.start()
+    group.launch(services)
 
 
 def wait_ready(services: Iterable[Service], *, watch: Iterable[Service] = ()) -> None:
@@ -393,29 +456,52 @@ def wait_ready(services: Iterable[Service], *, watch: Iterable[Service] = ()) ->
     threads) keeps Ctrl-C immediate.
 
     Raises:
+        PortClash: another program holds the port of a service (it answered the readiness probe,
+            or the service exited because it could not bind).
         ServiceError: a service exited while starting or was not ready within its timeout.
     """
     pending = list(services)
     watched = [*pending, *watch]
     started = time.monotonic()
+    next_clash_check = started
     while pending:
         for service in watched:
             process = service.process
             if process is not None and process.poll() is not None:
+                if service.port is not None and ports.taken(service.port):
+                    raise PortClash(service.name, service.port)
                 raise ServiceError(
                     f"{service.name} exited with code {process.returncode} while starting"
                     + service._log_tail()
                 )
+        clash_check, now = False, time.monotonic()
+        if now >= next_clash_check:
+            clash_check, next_clash_check = True, now + CLASH_CHECK_SECONDS
         for service in list(pending):
             if service.ready():
+                _check_port(service)
                 pending.remove(service)
-            elif time.monotonic() - started > service.startup_timeout:
+            elif clash_check:
+                _check_port(service)
+            if service in pending and time.monotonic() - started > service.startup_timeout:
                 raise ServiceError(
                     f"{service.name} was not ready after {service.startup_timeout:.0f}s"
                     + service._log_tail()
                 )
         if pending:
             time.sleep(0.05)
+
+
+CLASH_CHECK_SECONDS = 0.5
+
+
+def _check_port(service: Service) -> None:
+    """Raise PortClash when another program listens on ``service``'s port: a ready answer must
+    come from the service itself. Linux can tell at once; elsewhere the service's exit tells."""
+    if service.port is None or service.process is None:
+        return
+    if ports.holder(service.port, service.process.pid) is ports.Holder.OTHER:
+        raise PortClash(service.name, service.port)
 
 
 def function_service(
@@ -448,6 +534,7 @@ def function_service(
             str(port),
         ],
         ready=lambda: http_answers(f"http://{LOOPBACK}:{port}/"),
+        port=port,
         # What Cloud Functions sets for a function; PYTHONUNBUFFERED so its log file is current.
         env={
             "K_SERVICE": name,
@@ -458,4 +545,7 @@ def function_service(
         },
         cwd=source.parent,
         log_path=log_dir / f"{name}.log" if log_dir else None,
+        # gunicorn's quick shutdown: on SIGTERM it waits for the open keep-alive connections of
+        # the Pub/Sub emulator's pushes, which makes stopping take seconds.
+        stop_signal=signal.SIGINT,
     )

@@ -18,21 +18,23 @@ Pub/Sub triggers do; a thread of this process publishes the ticks (the Cloud Sch
 Another thread restarts a function whose process died, as the platform starts a new instance,
 and logs that it did.
 Once everything is ready the connection settings are written to ``.batchbox/local.env``; they are
-removed first thing on stop. A failing step, Ctrl-C or SIGTERM stops everything started so far.
+removed first thing on stop. A failing step, Ctrl-C, SIGTERM or SIGHUP stops everything started so
+far, in about a second. Should this process be killed outright, the lifeline's watcher stops its
+processes (:mod:`batchbox.local.lifeline`); should the watcher be killed too, the next stack with
+the same state folder stops them (``.batchbox/local.pids`` names the owner).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.util
 import json
 import os
-import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,11 +44,11 @@ from google.api_core import exceptions as api_exceptions
 
 from batchbox import logs
 
-from . import envfile, provision, services
+from . import envfile, lifeline, provision, services
 from .config import FUNCTION_NAMES, Ports, StackConfig
 from .provision import SubscriptionSpec
 from .scheduler import PollScheduler
-from .services import LOOPBACK, Service, ServiceError, ServiceGroup
+from .services import LOOPBACK, PortClash, Service, ServiceError, ServiceGroup, free_port
 
 log = logs.get_logger("local.stack")
 
@@ -54,7 +56,18 @@ VERTEX_EMULATOR_MODULE = "batchbox.vertex_emulator"
 BRIDGE_MODULE = "batchbox.local.bridge"
 # Eventarc and a 2nd gen function's Pub/Sub trigger wait up to 600 s for an answer.
 PUSH_ACK_DEADLINE_SECONDS = 600
-FUNCTION_STOP_SECONDS = 3.0
+# The reconciler's windows, shortened for a machine where events are lost more easily than in the
+# cloud (the Pub/Sub emulator dead-letters a push that failed for 10 s; see provision.py): the inbox
+# sweep claims an upload no event brought within about 40 s, and a finished input whose
+# announcement went unprocessed is announced again after a minute. config.function_env wins.
+RECONCILER_SETTINGS = {
+    "BATCHBOX_SWEEP_SECONDS": "30",
+    "BATCHBOX_SWEEP_GRACE_SECONDS": "10",
+    "BATCHBOX_REANNOUNCE_SECONDS": "60",
+}
+# Starts on fresh ports when another program takes one of them meanwhile (see ports.py).
+PORT_ATTEMPTS = 3
+FUNCTION_STOP_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -101,9 +114,14 @@ class LocalStack:
     ``env`` (the env file's contents), ``functions_env`` and the URLs exist once started.
     """
 
-    def __init__(self, config: StackConfig | None = None) -> None:
+    def __init__(
+        self, config: StackConfig | None = None, *, pick_port: Callable[[], int] = free_port
+    ) -> None:
         self.config = config or StackConfig()
+        self._pick_port = pick_port  # chooses the ports not given in the config
         self.env_file = self.config.resolved_env_file()
+        # Which process owns this state folder's processes (read at the next start).
+        self.owner_file = self.env_file.with_suffix(".pids")
         self.log_dir = self.config.resolved_log_dir()
         self.functions_dir = self.config.resolved_functions_dir()
         self.startup_seconds: float | None = None
@@ -117,6 +135,7 @@ class LocalStack:
         self._clients: dict[str, Any] = {}
         self._unclaimed: list[ReceivedEvent] = []
         self._env_written = False
+        self._owner_written = False
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -142,18 +161,32 @@ class LocalStack:
         if self._group is not None:
             raise RuntimeError("the local stack is already started")
         began = time.monotonic()
-        self._group = ServiceGroup().__enter__()  # SIGTERM/SIGHUP now raise KeyboardInterrupt
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            # SIGTERM/SIGHUP now raise KeyboardInterrupt; the group's lifeline stops every process
+            # started should this process be killed outright.
+            self._group = ServiceGroup(lifeline_log=self.log_dir / "lifeline.log").__enter__()
+            try:
+                self._start()
+                break
+            except PortClash as clash:
+                self.stop()
+                if attempt == PORT_ATTEMPTS or clash.port in self._given_ports():
+                    raise
+                log.warning("%s; starting again on other ports", clash)
+            except BaseException:
+                self.stop()
+                raise
         self.startup_seconds = time.monotonic() - began
+
+    def _given_ports(self) -> set[int]:
+        ports = self.config.ports
+        return {getattr(ports, f.name) for f in dataclasses.fields(ports)} - {None}
 
     def _start(self) -> None:
         envfile.claim_env_file(self.env_file)
-        self._ports = self.config.ports.resolved()
+        self._take_over_state_folder()
         self._clear_logs()
+        self._ports = self.config.ports.resolved(self._pick_port)
         sources = self._function_sources()
         pubsub = services.pubsub_service(self._port("pubsub"), log_dir=self.log_dir)
         self._functions = [self._function_service(name, src) for name, src in sources.items()]
@@ -215,9 +248,35 @@ class LocalStack:
         )
         self._env_written = True
 
+    def _take_over_state_folder(self) -> None:
+        """Clear what a killed earlier stack of this folder left running (should its lifeline's
+        watcher have died with it), then record this stack as the folder's owner.
+
+        Raises:
+            ServiceError: another stack is starting or running with this folder.
+        """
+        assert self._group is not None
+        owner = lifeline.read_owner(self.owner_file)
+        if owner is not None and owner.pid != os.getpid():
+            if owner.alive:
+                raise ServiceError(
+                    f"another local stack (pid {owner.pid}) is starting or running with "
+                    f"{self.owner_file.parent}; stop it first or give this one its own --env-file"
+                )
+            if swept := lifeline.sweep(owner.lifeline_id):
+                log.warning(
+                    "stopped %d process(es) left running by a local stack that was killed (pid %d)",
+                    swept,
+                    owner.pid,
+                )
+        lifeline.write_owner(self.owner_file, self._group.lifeline.id)
+        self._owner_written = True
+
     def stop(self) -> None:
-        """Stop everything this stack started (safe to call more than once)."""
-        with _ignoring_sigint():
+        """Stop everything this stack started (safe to call more than once). Ctrl-C, SIGTERM and
+        SIGHUP are held off meanwhile: a second one must not leave processes behind."""
+        group, self._group = self._group, None
+        with services.signals_held():
             if self._env_written:
                 envfile.remove_env_file(self.env_file, owner_pid=os.getpid())
                 self._env_written = False
@@ -228,10 +287,17 @@ class LocalStack:
                 self._scheduler.stop()
                 self._scheduler = None
             self._close_clients()
-            group, self._group = self._group, None
             if group is not None:
-                _interrupt(self._functions)
-                group.__exit__(None, None, None)
+                # The functions first, while the emulators they call are still up: a request in
+                # flight then ends at once instead of retrying against an emulator that is gone
+                # (gunicorn waits for it).
+                services.stop_services(self._functions, grace=FUNCTION_STOP_GRACE_SECONDS)
+                group.stop_all()
+            if self._owner_written:
+                lifeline.remove_owner(self.owner_file)
+                self._owner_written = False
+        if group is not None:
+            group.restore_signals()
 
     def check_alive(self) -> None:
         """Raises ServiceError if a process of the stack has exited."""
@@ -292,13 +358,15 @@ class LocalStack:
             "BATCHBOX_RESULTS_TOPIC": config.topics.results,
             "BATCHBOX_JOBS_COLLECTION": config.jobs_collection,
             **({"BIGQUERY_EMULATOR_HOST": self.bigquery_url} if config.bigquery else {}),
+            **RECONCILER_SETTINGS,
             **config.function_env,
         }
 
     @property
     def env(self) -> dict[str, str]:
         """The connection settings written to the env file."""
-        values = {k: v for k, v in self.functions_env.items() if k not in self.config.function_env}
+        private = {*self.config.function_env, *RECONCILER_SETTINGS}
+        values = {k: v for k, v in self.functions_env.items() if k not in private}
         return {
             **values,
             "BATCHBOX_POLL_TOPIC": self.config.topics.poll,
@@ -310,7 +378,19 @@ class LocalStack:
             "BATCHBOX_COMPLETE_URL": self.function_url("complete"),
             "BATCHBOX_BRIDGE_URL": self.bridge_url,
             "BATCHBOX_LOCAL_LOG_DIR": str(self.log_dir),
+            **self.gcloud_env,
             envfile.PID_KEY: str(os.getpid()),
+        }
+
+    @property
+    def gcloud_env(self) -> dict[str, str]:
+        """What the Google Cloud CLI needs to use the emulators (it ignores ``*_EMULATOR_HOST``):
+        ``gcloud storage`` and ``gcloud pubsub`` go to the stack, without credentials."""
+        return {
+            "CLOUDSDK_CORE_PROJECT": self.config.project,
+            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_STORAGE": f"{self.storage_url}/",
+            "CLOUDSDK_API_ENDPOINT_OVERRIDES_PUBSUB": f"http://{self.pubsub_host}/",
         }
 
     # --- using the stack -----------------------------------------------------------------------
@@ -495,6 +575,7 @@ class LocalStack:
                 },
                 log_dir=self.log_dir,
                 log_name="vertex",
+                port=port,
             )
         ]
 
@@ -511,6 +592,7 @@ class LocalStack:
             env={"PYTHONUNBUFFERED": "1"},
             log_dir=self.log_dir,
             log_name="bridge",
+            port=port,
         )
 
     def _provision_pubsub(self) -> None:
@@ -557,15 +639,17 @@ class LocalStack:
 
     def _clear_logs(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        for name in (
+        parts = (
             "pubsub",
             "firestore",
             "storage",
             "vertex",
             "bridge",
             "bigquery",
+            "lifeline",
             *FUNCTION_NAMES,
-        ):
+        )
+        for name in parts:
             with contextlib.suppress(FileNotFoundError):
                 (self.log_dir / f"{name}.log").unlink()
 
@@ -610,34 +694,3 @@ class FunctionSupervisor:
                 )
                 service.restart()
                 self.restarted.append(service.name)
-
-
-def _interrupt(functions: list[Service]) -> None:
-    """Stop the functions with gunicorn's quick shutdown (SIGINT) instead of its graceful one.
-
-    On SIGTERM gunicorn waits for open keep-alive connections of the Pub/Sub emulator's pushes,
-    which makes stopping take seconds. What is left after the wait is stopped by the group.
-    """
-    functions = [service for service in functions if service.running]
-    for service in functions:
-        assert service.process is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(service.process.pid, signal.SIGINT)
-    deadline = time.monotonic() + FUNCTION_STOP_SECONDS
-    for service in functions:
-        assert service.process is not None
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            service.process.wait(timeout=max(deadline - time.monotonic(), 0.01))
-
-
-@contextlib.contextmanager
-def _ignoring_sigint() -> Iterator[None]:
-    """Hold Ctrl-C while stopping: a second one must not leave processes behind."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
