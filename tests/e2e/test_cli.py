@@ -142,7 +142,14 @@ def test_watch_prints_an_event_for_an_upload_made_while_it_runs(
         text=True,
     )
     try:
-        time.sleep(3)  # its subscription exists before the upload
+        # Upload only once its temporary subscription exists (a loaded machine starts it slowly).
+        project_path = f"projects/{stack.config.project}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            s.name.rsplit("/", 1)[-1].startswith("batchbox-watch-")
+            for s in stack.subscriber.list_subscriptions(project=project_path)
+        ):
+            time.sleep(0.2)
         name = f"cli/watched-{uuid.uuid4().hex[:6]}.jsonl"
         stack.upload(HELLO, name)
         out, err = watcher.communicate(timeout=90)
