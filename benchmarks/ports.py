@@ -15,11 +15,11 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from batchbox import errors
 from batchbox.keys import split_uri
-from batchbox.models import JobRecord, Stage
+from batchbox.models import InputRecord, Stage
 from batchbox.ports import BlobInfo, Mutation
 
 
@@ -134,19 +134,28 @@ class TimedRegistry:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
                 self.calls[name] = self.calls.get(name, 0) + 1
 
-    def create(self, record: JobRecord) -> None:
+    def create(self, record: InputRecord) -> None:
         self._timed("create", record)
 
-    def get(self, job_id: str) -> JobRecord | None:
+    def get(self, job_id: str) -> InputRecord | None:
         return self._timed("get", job_id)  # type: ignore[return-value]
 
     def update(
-        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
-    ) -> JobRecord | None:
+        self, job_id: str, mutate: Mutation, *, known: InputRecord | None = None
+    ) -> InputRecord | None:
         return self._timed("update", job_id, mutate, known=known)  # type: ignore[return-value]
 
-    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+    def in_stages(self, stages: Sequence[Stage]) -> list[InputRecord]:
         return self._timed("in_stages", stages)  # type: ignore[return-value]
+
+    def missing(self, job_ids: Sequence[str]) -> set[str]:
+        return self._timed("missing", job_ids)  # type: ignore[return-value]
+
+    def marker(self, name: str) -> dict[str, Any] | None:
+        return self._timed("marker", name)  # type: ignore[return-value]
+
+    def set_marker(self, name: str, value: dict[str, Any]) -> None:
+        self._timed("set_marker", name, value)
 
 
 class TimedBatchJobs:

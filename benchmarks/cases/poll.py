@@ -24,11 +24,11 @@ import orjson
 
 from batchbox.adapters.firestore import FirestoreJobRegistry
 from batchbox.adapters.vertex import GenaiBatchJobs
+from batchbox.deps import Deps
 from batchbox.local import provision, services
-from batchbox.models import JobOptions, JobRecord, Stage, VertexState
-from batchbox.polling import run_tick
+from batchbox.models import BatchJob, InputRecord, JobOptions, JobStage, Stage, VertexState
+from batchbox.poll import run_tick
 from batchbox.settings import Settings
-from batchbox.submission import SubmitDeps
 from benchmarks.harness import CaseResult, Context, Goal, Table, doc_body, ratio, stopwatch
 from benchmarks.ports import CountingPublisher, LocalBlobStore, TimedBatchJobs, TimedRegistry
 
@@ -89,33 +89,45 @@ def _wait_running(base_url: str, count: int, timeout: float = 300) -> None:
     raise TimeoutError(f"only {running} of {count} batch jobs reached RUNNING")
 
 
-def _records(names: list[str]) -> list[JobRecord]:
+def _records(names: list[str]) -> list[InputRecord]:
+    """One RUNNING input per batch job, its single job ACTIVE and RUNNING on Vertex."""
     now = dt.datetime.now(dt.UTC)
-    return [
-        JobRecord(
-            key=f"{BUCKET}/poll-{index}.jsonl#1",
-            job_id=f"poll-{index:05d}",
-            input_uri=f"gs://{BUCKET}/poll-{index}.jsonl",
-            bucket=BUCKET,
-            name=f"poll-{index}.jsonl",
-            generation="1",
-            stage=Stage.ACTIVE,
-            options=JobOptions(model="gemini-2.5-flash"),
-            output_prefix=f"gs://bench-output/jobs/poll-{index:05d}/",
-            staged_uri=f"gs://bench-output/jobs/poll-{index:05d}/input.jsonl",
+    records = []
+    for index, name in enumerate(names):
+        job_id = f"poll-{index:05d}"
+        prefix = f"gs://bench-output/jobs/{job_id}/"
+        job = BatchJob(
+            shard=0,
+            stage=JobStage.ACTIVE,
+            lines=2,
+            source_uri=f"{prefix}staged/s0000a0.jsonl",
+            dest_uri=f"{prefix}vertex/s0000a0/",
             vertex_job=name,
             vertex_state=VertexState.RUNNING,
-            lines_total=2,
-            lines_submitted=2,
-            created_at=now - dt.timedelta(minutes=10),
-            updated_at=now,
             submitted_at=now - dt.timedelta(minutes=9),
         )
-        for index, name in enumerate(names)
-    ]
+        records.append(
+            InputRecord(
+                key=f"{BUCKET}/poll-{index}.jsonl#1",
+                job_id=job_id,
+                input_uri=f"gs://{BUCKET}/poll-{index}.jsonl",
+                bucket=BUCKET,
+                name=f"poll-{index}.jsonl",
+                generation="1",
+                stage=Stage.RUNNING,
+                options=JobOptions(model="gemini-2.5-flash"),
+                output_prefix=prefix,
+                jobs=(job,),
+                lines_total=2,
+                lines_submitted=2,
+                created_at=now - dt.timedelta(minutes=10),
+                updated_at=now,
+            )
+        )
+    return records
 
 
-def _write_records(deps: SubmitDeps, collection: str, records: list[JobRecord]) -> None:
+def _write_records(deps: Deps, collection: str, records: list[InputRecord]) -> None:
     """Write (or overwrite) the records in batches of 500, the most one Firestore commit takes."""
     client = deps.registry.inner.client  # type: ignore[attr-defined]
     for start in range(0, len(records), 500):
@@ -128,7 +140,7 @@ def _write_records(deps: SubmitDeps, collection: str, records: list[JobRecord]) 
         batch.commit()
 
 
-def _deps(collection: str, base_url: str, concurrency: int) -> SubmitDeps:
+def _deps(collection: str, base_url: str, concurrency: int) -> Deps:
     settings = Settings.model_validate(
         {
             "project": PROJECT,
@@ -138,9 +150,11 @@ def _deps(collection: str, base_url: str, concurrency: int) -> SubmitDeps:
             "jobs_collection": collection,
             "poll_concurrency": concurrency,
             "vertex_base_url": base_url,
+            # The inbox sweep runs once every few minutes, not on every tick: left out here.
+            "sweep_seconds": None,
         }
     )
-    return SubmitDeps(
+    return Deps(
         settings=settings,
         blobs=LocalBlobStore(Context().data_dir),  # never read by a tick without finished jobs
         registry=TimedRegistry(FirestoreJobRegistry(project=PROJECT, collection=collection)),  # type: ignore[arg-type]
@@ -332,7 +346,7 @@ class Breakdown:
     transitions: float
 
 
-def _timed_tick(deps: SubmitDeps, checked: int, *, changed: int) -> Breakdown:
+def _timed_tick(deps: Deps, checked: int, *, changed: int) -> Breakdown:
     registry, batch = deps.registry, deps.batch
     registry.reset()  # type: ignore[attr-defined]
     batch.reset()  # type: ignore[attr-defined]

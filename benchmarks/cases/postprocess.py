@@ -6,7 +6,7 @@ and served by a local-folder ``BlobStore``, so the figures are the core's own co
 
 - pass 1, ``read_predictions``: every row parsed and classified, successful ones written to
   ``results.jsonl``; floor: ``orjson.loads`` of every predictions line;
-- the whole of ``complete`` (``handle_job_finished``): pass 1, pass 2 over the staged input
+- the whole of ``complete`` (``handle_input_finished``): pass 1, pass 2 over the staged input
   (``errors.jsonl``), ``summary.json``, the result event; floor: ``orjson.loads`` of every line
   of both files.
 """
@@ -20,10 +20,18 @@ from typing import Any
 import orjson
 
 from batchbox.adapters.memory import MemoryRegistry
-from batchbox.models import JobOptions, JobRecord, Stage, VertexState
-from batchbox.postprocess import Tally, handle_job_finished, read_predictions
+from batchbox.complete import Tally, handle_input_finished, read_predictions
+from batchbox.deps import Deps
+from batchbox.models import (
+    BatchJob,
+    InputFinished,
+    InputRecord,
+    JobOptions,
+    JobStage,
+    Stage,
+    VertexState,
+)
 from batchbox.settings import Settings
-from batchbox.submission import SubmitDeps
 from benchmarks import datasets, profiling
 from benchmarks.cases.memory import measure
 from benchmarks.harness import (
@@ -45,8 +53,9 @@ FLOOR_GOAL = 2.0
 GROWTH_GOAL = 150 * 2**20
 JOB_ID = "bench-0123456789ab"
 PREFIX = f"gs://bench-output/jobs/{JOB_ID}/"
-OUTPUT_DIRECTORY = f"{PREFIX}prediction-model-2026-01-01T00:00:00.000000Z"
-STAGED = f"{PREFIX}input.jsonl"
+STAGED = f"{PREFIX}staged/s0000a0.jsonl"
+DEST = f"{PREFIX}vertex/s0000a0/"
+OUTPUT_DIRECTORY = f"{DEST}prediction-model-2026-01-01T00:00:00.000000Z"
 PREDICTIONS = f"{OUTPUT_DIRECTORY}/predictions.jsonl"
 SETTINGS = {
     "project": "batchbox-bench",
@@ -70,9 +79,22 @@ def prepare(folder: Path, *, size: int, inline_images: bool) -> tuple[int, int]:
     return size_written, rows
 
 
-def _record(lines: int) -> JobRecord:
+def _record(lines: int) -> InputRecord:
+    """The registry record of a finished input with one job (one shard, first attempt)."""
     now = dt.datetime.now(dt.UTC)
-    return JobRecord(
+    job = BatchJob(
+        shard=0,
+        stage=JobStage.DONE,
+        lines=lines,
+        source_uri=STAGED,
+        dest_uri=DEST,
+        vertex_job="projects/batchbox-bench/locations/us-central1/batchPredictionJobs/1",
+        vertex_state=VertexState.PARTIALLY_SUCCEEDED,
+        output_directory=OUTPUT_DIRECTORY,
+        submitted_at=now - dt.timedelta(minutes=50),
+        finished_at=now - dt.timedelta(minutes=1),
+    )
+    return InputRecord(
         key=f"bench-inbox/input.jsonl#{JOB_ID}",
         job_id=JOB_ID,
         input_uri="gs://bench-inbox/input.jsonl",
@@ -81,23 +103,19 @@ def _record(lines: int) -> JobRecord:
         generation="1",
         stage=Stage.FINISHED,
         options=JobOptions(model="gemini-2.5-flash"),
-        staged_uri=STAGED,
         output_prefix=PREFIX,
-        vertex_job="projects/batchbox-bench/locations/us-central1/batchPredictionJobs/1",
-        vertex_state=VertexState.PARTIALLY_SUCCEEDED,
-        output_directory=OUTPUT_DIRECTORY,
+        jobs=(job,),
         lines_total=lines,
         lines_submitted=lines,
         created_at=now - dt.timedelta(hours=1),
         updated_at=now,
-        submitted_at=now - dt.timedelta(minutes=50),
         finished_at=now - dt.timedelta(minutes=1),
         notified_at=now,
     )
 
 
-def _deps(folder: Path) -> SubmitDeps:
-    return SubmitDeps(
+def _deps(folder: Path) -> Deps:
+    return Deps(
         settings=Settings.model_validate(SETTINGS),
         blobs=LocalBlobStore(folder),
         registry=MemoryRegistry(),
@@ -115,14 +133,14 @@ def _staged_lines(folder: Path) -> int:
 def complete_job(folder: Path, *, full: bool = True, lines: int | None = None) -> dict[str, Any]:
     """Post-process the job under ``folder``: the whole ``complete`` or pass 1 only."""
     deps = _deps(folder)
+    record = _record(lines if lines is not None else _staged_lines(folder))
     if not full:
         tally = Tally()
         with deps.blobs.open_write(f"{PREFIX}results.jsonl") as results:
-            read_predictions([PREDICTIONS], deps.blobs, results, tally, "id")
-        return {"succeeded": tally.succeeded, "failed": tally.failed, "rows": tally.rows}
-    record = _record(lines if lines is not None else _staged_lines(folder))
+            read_predictions(record, deps.blobs, results, tally, "id")
+        return {"succeeded": tally.ok_lines, "failed": tally.failed_lines, "rows": tally.rows}
     deps.registry.create(record)
-    event = handle_job_finished(JOB_ID, deps)
+    event = handle_input_finished(InputFinished(job_id=JOB_ID), deps)
     if event is None:
         raise AssertionError("complete published no event")
     counts: dict[str, Any] = event.data["counts"]
