@@ -125,7 +125,7 @@ class LineReader:
                 block.append(skipped + first)
                 skipped = -1
             elif pending:
-                line = b"".join(pending) + chunk[:first]
+                line = b"".join([*pending, memoryview(chunk)[:first]])
                 pending, pending_size = [], 0
                 block.append(line if len(line) <= max_line else len(line))
             else:

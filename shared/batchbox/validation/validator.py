@@ -177,13 +177,15 @@ class FileValidator:
         does not take goes through the Python checker, exactly as without it."""
         max_lines = self._limits.max_lines
         ids = self._ids
-        id_field = self._id_field
+        check_ids = self._id_field is not None
         no_id_lines = self._no_id_lines
         max_warnings = self._limits.max_warnings
         free = fast.pending_free()
         checker = self._checker
         refused = fast.DECODE_ERRORS
+        unset = fast.UNSET
         collect = self._collect
+        unparsed = ValidLine.unparsed
         number = 0
         stop = False
         self._refresh_decoders()
@@ -191,6 +193,7 @@ class FileValidator:
             out: list[ValidLine] = []
             decoders = self._decoders
             decode = decoders[0].decode if decoders else None
+            id_declared = self._id_declared
             total = self._lines_total
             valid_count = self._lines_valid
             fast_count = 0
@@ -204,55 +207,49 @@ class FileValidator:
                         if free:
                             free.clear()
                         record = self._other_family(raw)
-                if record is None:
-                    self._lines_total, self._lines_valid = total, valid_count
-                    if raw.__class__ is int:
-                        valid, stop = self._read_line(number, None, raw)
+                if record is not None:
+                    # Decoded: valid, unless its id or a free-form value says otherwise.
+                    ident = record.id_ if id_declared else unset
+                    if check_ids and (ident in ids if ident is not unset else ids):
+                        record = None  # a duplicate, or a warning: the Python checker says it
+                    elif free and not self._free_ok(number, free):
+                        record = None
+                if record is not None:
+                    if not check_ids:
+                        pass
+                    elif ident is not unset:
+                        ids[ident] = number
                     else:
-                        valid, stop = self._read_line(number, raw, len(raw))  # type: ignore[arg-type]
-                    if valid is not None:
-                        out.append(valid)
-                    if stop:
-                        break
-                    if (
-                        len(checker.types or ()) != self._learnt_size
-                        and self._refreshes < MAX_REFRESHES
-                    ):
-                        self._refresh_decoders()
-                        decoders = self._decoders
-                        decode = decoders[0].decode if decoders else None
-                    total, valid_count = self._lines_total, self._lines_valid
-                    continue
-                # Decoded: valid, unless its id or a free-form value says otherwise.
-                if id_field is not None:
-                    ident = record.id_ if self._id_declared else fast.UNSET
-                    missing = ident is fast.UNSET
-                    if (missing and ids) or (not missing and ident in ids):
-                        record = None  # a warning or an error: the Python checker says it
-                if record is not None and free and not self._free_ok(number, free):
-                    record = None
-                if record is None:
-                    free.clear()
-                    self._lines_total, self._lines_valid = total, valid_count
-                    valid, stop = self._read_line(number, raw, len(raw))  # type: ignore[arg-type]
-                    if valid is not None:
-                        out.append(valid)
-                    if stop:
-                        break
-                    total, valid_count = self._lines_total, self._lines_valid
-                    continue
-                if id_field is not None:
-                    if missing:
                         self._no_id_count += 1
                         if len(no_id_lines) < max_warnings:
                             no_id_lines.append(number)
-                    else:
-                        ids[ident] = number
-                total += 1
-                valid_count += 1
-                fast_count += 1
-                if collect:
-                    out.append(ValidLine.unparsed(number, raw))  # type: ignore[arg-type]
+                    total += 1
+                    valid_count += 1
+                    fast_count += 1
+                    if collect:
+                        out.append(unparsed(number, raw))  # type: ignore[arg-type]
+                    continue
+                # The Python checker: every line the fast path did not take whole.
+                if free:
+                    free.clear()
+                self._lines_total, self._lines_valid = total, valid_count
+                if raw.__class__ is int:
+                    valid, stop = self._read_line(number, None, raw)
+                else:
+                    valid, stop = self._read_line(number, raw, len(raw))  # type: ignore[arg-type]
+                if valid is not None:
+                    out.append(valid)
+                if stop:
+                    break
+                if (
+                    len(checker.types or ()) != self._learnt_size
+                    and self._refreshes < MAX_REFRESHES
+                ):
+                    self._refresh_decoders()
+                    decoders = self._decoders
+                    decode = decoders[0].decode if decoders else None
+                    id_declared = self._id_declared
+                total, valid_count = self._lines_total, self._lines_valid
             else:
                 self._lines_total, self._lines_valid = total, valid_count
             self.fast_lines += fast_count
