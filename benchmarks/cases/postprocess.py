@@ -49,7 +49,8 @@ from benchmarks.harness import (
 )
 from benchmarks.ports import CountingPublisher, LocalBlobStore, NoBatchJobs
 
-FLOOR_GOAL = 2.0
+PASS1_GOAL = 1.0  # on text-only predictions
+WHOLE_GOAL = 1.2
 GROWTH_GOAL = 150 * 2**20
 JOB_ID = "bench-0123456789ab"
 PREFIX = f"gs://bench-output/jobs/{JOB_ID}/"
@@ -133,12 +134,13 @@ def _staged_lines(folder: Path) -> int:
 def complete_job(folder: Path, *, full: bool = True, lines: int | None = None) -> dict[str, Any]:
     """Post-process the job under ``folder``: the whole ``complete`` or pass 1 only."""
     deps = _deps(folder)
-    record = _record(lines if lines is not None else _staged_lines(folder))
     if not full:
+        record = _record(0)  # pass 1 reads the predictions only: no line count needed
         tally = Tally()
         with deps.blobs.open_write(f"{PREFIX}results.jsonl") as results:
             read_predictions(record, deps.blobs, results, tally, "id")
         return {"succeeded": tally.ok_lines, "failed": tally.failed_lines, "rows": tally.rows}
+    record = _record(lines if lines is not None else _staged_lines(folder))
     deps.registry.create(record)
     event = handle_input_finished(InputFinished(job_id=JOB_ID), deps)
     if event is None:
@@ -206,18 +208,19 @@ def run(ctx: Context) -> CaseResult:
                     ratio(whole),
                 ]
             )
-            result.goals.append(
-                Goal(
-                    f"{label}: pass 1 within {FLOOR_GOAL:.0f}x the orjson floor",
-                    ratio(pass1),
-                    pass1 <= FLOOR_GOAL,
+            if label == "text-only":
+                result.goals.append(
+                    Goal(
+                        f"{label}: pass 1 at most {PASS1_GOAL:.1f}x the orjson floor",
+                        ratio(pass1),
+                        pass1 <= PASS1_GOAL,
+                    )
                 )
-            )
             result.goals.append(
                 Goal(
-                    f"{label}: whole complete within {FLOOR_GOAL:.0f}x the orjson floor",
+                    f"{label}: whole complete at most {WHOLE_GOAL:.1f}x the orjson floor",
                     ratio(whole),
-                    whole <= FLOOR_GOAL,
+                    whole <= WHOLE_GOAL,
                 )
             )
         result.tables.append(
@@ -272,15 +275,25 @@ def run(ctx: Context) -> CaseResult:
         )
         result.tables.append(memory_rows_table)
         result.notes.append(
-            "Pass 1 parses every row in full (the echoed request included) because the line label "
-            "sits inside `request.labels`; what it adds over the floor is `read_row`, the result "
-            "row's re-serialization and the write. Pass 2 parses the staged input again, so the "
-            "whole of `complete` reads about twice the bytes of the predictions file. On small "
-            "text rows the per-row Python work dominates (see the hotspots): `read_row` "
-            "classifies the row and `usage_of` reads five token counts, `line_of` walks to the "
-            "label, and `_result_row` builds the result dict that is serialized again. That is "
-            "a few microseconds of interpreter work per row against about two of parsing, so "
-            "small rows stay above 2x; rows of realistic size (the mixed job) are well within it."
+            "Pass 1 decodes each row with msgspec into structs of only the fields it needs "
+            "(`status`, the line label inside `request.labels`, the response's candidates, token "
+            "counts and model version, the id): the echoed request, most of a row's bytes, is "
+            "skipped without building it, and the response is kept as the raw JSON it was, "
+            "written back into `results.jsonl` without being parsed and serialized again. A row "
+            "of any other shape is parsed whole and read as before "
+            "(`tests/unit/test_complete_typed_rows.py` holds the two readings equal). What is "
+            "left over the floor (see the hotspots): the row decode itself (about half the "
+            "floor: the echoed request must still be scanned), the second, typed decode of the "
+            "response to classify it (about a fifth), and the Python of classifying, counting "
+            "and writing each row, a few microseconds per row on this machine; the disk write "
+            "and rename of results.jsonl are part of pass 1 too."
+        )
+        result.notes.append(
+            "What would reach 1.0x on small text rows: classifying the row in the same decode "
+            "as the scan (the response decoded once, typed, and its raw bytes kept alongside: "
+            "msgspec gives one or the other for a value, not both), and the per-row counting "
+            "done in compiled code. Rows of realistic size, where the bytes dominate, are "
+            "closer to the floor (the mixed job)."
         )
     finally:
         if not ctx.keep_data:
