@@ -32,6 +32,7 @@ _TRACKED = fast.tracked_fields()
 # The fast path's structs are generated again as the type table learns; a file whose free-form
 # values keep adding key paths stops that after this many times (the checker reads the rest).
 MAX_REFRESHES = 64
+REFRESH_AFTER = 32  # lines read by the checker since the structs were last generated
 GEMINI = "gemini"
 OPENAI = "openai"
 INPUT_FORMATS = (GEMINI, OPENAI)
@@ -107,7 +108,8 @@ class FileValidator:
         self._buckets = buckets
         self._learnt_size = -1
         self._decoders: list[Any] = []
-        self._snake: Any = None
+        self._family: tuple[frozenset[Any], fast.Config] | None = None
+        self._slow_since_refresh = 0
         self._wins = 0
         self._id_declared = False
         self._collect = True  # hand out the valid lines (check() does not)
@@ -241,10 +243,8 @@ class FileValidator:
                     out.append(valid)
                 if stop:
                     break
-                if (
-                    len(checker.types or ()) != self._learnt_size
-                    and self._refreshes < MAX_REFRESHES
-                ):
+                self._slow_since_refresh += 1
+                if self._refresh_due(decode is None):
                     self._refresh_decoders()
                     decoders = self._decoders
                     decode = decoders[0].decode if decoders else None
@@ -253,6 +253,8 @@ class FileValidator:
             else:
                 self._lines_total, self._lines_valid = total, valid_count
             self.fast_lines += fast_count
+            if self._refresh_due(True):
+                self._refresh_decoders()
             if self._wins * 2 > len(block) and len(self._decoders) == 2:
                 self._decoders.reverse()  # most lines use the other spelling: try it first
             self._wins = 0
@@ -265,9 +267,11 @@ class FileValidator:
         decodes most lines of a block is tried first from the next block on)."""
         decoders = self._decoders
         if len(decoders) < 2:
-            if not decoders or self._snake is None:
+            family = self._family
+            snake = fast.decoder(fast.SNAKE, *family) if decoders and family else None
+            if snake is None:
                 return None
-            decoders.append(self._snake)
+            decoders.append(snake)
         try:
             record = decoders[1].decode(raw)
         except fast.DECODE_ERRORS:
@@ -307,9 +311,23 @@ class FileValidator:
         self._id_declared = id_key is not None
         config = fast.Config(id_key, id_type, self._buckets, self._reserved_labels)
         camel = fast.decoder(fast.CAMEL, learnt, config)
-        self._snake = fast.decoder(fast.SNAKE, learnt, config)
+        self._family = (learnt, config)  # the snake_case family is made when a line needs it
         self._decoders = [camel] if camel is not None else []
         self._wins = 0
+        self._slow_since_refresh = 0
+
+    def _refresh_due(self, now: bool) -> bool:
+        """Whether to generate the structs again: the table learnt something since, and
+        either the caller cannot wait (no structs yet, a block's end) or enough lines took
+        the Python checker meanwhile (generating them costs milliseconds: a file's first
+        lines, which teach the table one shape after the other, are not worth one each)."""
+        types = self._checker.types
+        return (
+            types is not None
+            and len(types) != self._learnt_size
+            and self._refreshes < MAX_REFRESHES
+            and (now or self._slow_since_refresh >= REFRESH_AFTER)
+        )
 
     @property
     def report(self) -> ValidationReport:

@@ -302,7 +302,7 @@ def test_generated_lines(seed: int) -> None:
         if rng.random() < 0.3:  # valid lines in between, some with the odd id of the last
             records.append(orjson.dumps(rng.choice(bases)))
     fast_lines = assert_same(jsonl(*records))
-    assert fast_lines > len(bases) // 2  # the fast path did take lines
+    assert fast_lines > 20  # the fast path did take lines
     assert_same(jsonl(*records), strict=True)
 
 
