@@ -183,7 +183,6 @@ class FileValidator:
         no_id_lines = self._no_id_lines
         max_warnings = self._limits.max_warnings
         free = fast.pending_free()
-        checker = self._checker
         refused = fast.DECODE_ERRORS
         unset = fast.UNSET
         collect = self._collect
