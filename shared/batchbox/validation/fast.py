@@ -19,7 +19,9 @@ names, ``contents`` and ``parts``) is part of the generated structs only once th
 learnt it, from a line the Python checker read, with the type the struct would give it. Until
 then, lines using it take the Python checker, which learns it (with its first line); then the
 structs are generated again (cached per set of learnt fields). Free-form values (function
-arguments and responses) are decoded as JSON and walked by the Python checker's own walk.
+arguments and responses) become structs too, one per key path the table has learnt under them,
+each key typed as the table says; until their paths are learnt they are decoded as JSON and
+walked by the Python checker's own walk, which learns them.
 
 Each struct family is generated for one spelling of keys (camelCase or snake_case), so a key
 and its other spelling can never both be accepted in one object; a line that mixes spellings
@@ -38,10 +40,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-__all__ = ["UNSET", "Config", "Refused", "decoder", "learnt_fields", "pending_free"]
-
 from batchbox.validation import request, rules, schema
 from batchbox.validation.schema import Field, ObjectSpec
+
+__all__ = ["UNSET", "Config", "Refused", "decoder", "learnt_fields", "pending_free"]
 
 try:  # SIMD base64 checking; the plain rule is used without it
     import pybase64
