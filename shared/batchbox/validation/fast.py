@@ -95,6 +95,7 @@ class Refused(ValueError):
 class Config:
     """What, besides the learnt fields, the generated structs depend on."""
 
+    id_field: str | None  # the id field the file is read with (never an ordinary key)
     id_key: str | None  # the id field, when its type is learnt ("string" or "number")
     id_type: str | None
     buckets: frozenset[str] | None
@@ -160,6 +161,19 @@ class _Builder:
             id_type: Any = NonEmpty if config.id_type == "string" else int
             line.append(("id_", id_type | UnsetType, UNSET))
             rename["id_"] = config.id_key
+        # Other top-level keys whose types the table has learnt (read like free-form values).
+        for key, json_type in sorted(self.free.items()):
+            if (
+                not key.isidentifier()  # a dotted path, or a quoted key
+                or key in (config.id_field, "request")
+                or key in request.RESERVED_KEYS
+            ):
+                continue
+            typed = self.free_value(key, json_type)
+            if typed is not None:
+                attr = f"k{len(line)}"
+                line.append((attr, typed | None | UnsetType, UNSET))
+                rename[attr] = key
         top = msgspec.defstruct(
             "LineFast",
             line,
@@ -638,7 +652,7 @@ def learnt_fields(
     free = [
         (key, seen[0])
         for key, seen in types.items()
-        if isinstance(key, str) and key.startswith(FREE_ROOTS)
+        if isinstance(key, str) and (key.startswith(FREE_ROOTS) or not key.startswith("request"))
     ]
     return frozenset([*fields, *free])
 

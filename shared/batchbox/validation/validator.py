@@ -308,7 +308,7 @@ class FileValidator:
             if seen is not None and seen[0] in ("string", "number"):
                 id_key, id_type = self._id_field, seen[0]
         self._id_declared = id_key is not None
-        config = fast.Config(id_key, id_type, self._buckets, self._reserved_labels)
+        config = fast.Config(self._id_field, id_key, id_type, self._buckets, self._reserved_labels)
         camel = fast.decoder(fast.CAMEL, learnt, config)
         self._family = (learnt, config)  # the snake_case family is made when a line needs it
         self._decoders = [camel] if camel is not None else []

@@ -367,3 +367,22 @@ def test_generated_function_arguments_and_results(seed: int) -> None:
         )
     fast_lines = assert_same(jsonl(*(_dumps(record) for record in records)))
     assert fast_lines > 40
+
+
+@pytest.mark.parametrize("id_field", ["id", None, "key"])
+@pytest.mark.parametrize("seed", range(3))
+def test_generated_top_level_keys(seed: int, id_field: str | None) -> None:
+    rng = random.Random(300 + seed)
+    bases = warm_up()
+    records = []
+    for index in range(400):
+        record = dict(rng.choice(bases))
+        if index < 60 or rng.random() < 0.6:
+            record["id"] = f"r{index}"
+            record["meta"] = {"source": "crm", "tags": ["a", "b"], "score": index % 7}
+        else:
+            for key in rng.sample(["id", "key", "meta", "note", "status", "a-b", "n"], 2):
+                record[key] = _free_value(rng)
+        records.append(_dumps(record))
+    fast_lines = assert_same(jsonl(*records), id_field=id_field)
+    assert fast_lines > 20
