@@ -183,6 +183,8 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 PACKAGES = (
     "orjson",
+    "msgspec",
+    "pybase64",
     "google-genai",
     "pydantic",
     "pydantic-core",

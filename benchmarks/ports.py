@@ -15,12 +15,14 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from batchbox import errors
 from batchbox.keys import split_uri
-from batchbox.models import JobRecord, Stage
-from batchbox.ports import BlobInfo, Mutation
+from batchbox.models import InputRecord, Stage, VertexState
+from batchbox.ports import BatchJobInfo, BlobInfo, Mutation
+
+WRITE_BUFFER = 4 * 2**20
 
 
 class LocalBlobStore:
@@ -48,7 +50,8 @@ class LocalBlobStore:
         path = self.path(uri)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        with partial.open("wb") as stream:
+        # Buffered like the Storage adapter's upload (it sends chunks of several MiB).
+        with partial.open("wb", buffering=WRITE_BUFFER) as stream:
             yield stream
         os.replace(partial, path)  # the object appears whole, as on Cloud Storage
 
@@ -134,19 +137,28 @@ class TimedRegistry:
                 self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
                 self.calls[name] = self.calls.get(name, 0) + 1
 
-    def create(self, record: JobRecord) -> None:
+    def create(self, record: InputRecord) -> None:
         self._timed("create", record)
 
-    def get(self, job_id: str) -> JobRecord | None:
+    def get(self, job_id: str) -> InputRecord | None:
         return self._timed("get", job_id)  # type: ignore[return-value]
 
     def update(
-        self, job_id: str, mutate: Mutation, *, known: JobRecord | None = None
-    ) -> JobRecord | None:
+        self, job_id: str, mutate: Mutation, *, known: InputRecord | None = None
+    ) -> InputRecord | None:
         return self._timed("update", job_id, mutate, known=known)  # type: ignore[return-value]
 
-    def in_stages(self, stages: Sequence[Stage]) -> list[JobRecord]:
+    def in_stages(self, stages: Sequence[Stage]) -> list[InputRecord]:
         return self._timed("in_stages", stages)  # type: ignore[return-value]
+
+    def missing(self, job_ids: Sequence[str]) -> set[str]:
+        return self._timed("missing", job_ids)  # type: ignore[return-value]
+
+    def marker(self, name: str) -> dict[str, Any] | None:
+        return self._timed("marker", name)  # type: ignore[return-value]
+
+    def set_marker(self, name: str, value: dict[str, Any]) -> None:
+        self._timed("set_marker", name, value)
 
 
 class TimedBatchJobs:
@@ -184,3 +196,34 @@ class TimedBatchJobs:
 
     def cancel(self, name: str) -> None:
         self.inner.cancel(name)  # type: ignore[attr-defined]
+
+
+class CountingBatchJobs:
+    """``BatchJobs`` that accepts every job at once (QUEUED) and counts what it was asked."""
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self._jobs: dict[str, BatchJobInfo] = {}
+        self._lock = threading.Lock()
+
+    def create(
+        self, *, model: str, source_uri: str, dest_uri: str, display_name: str
+    ) -> BatchJobInfo:
+        with self._lock:
+            name = f"projects/bench/locations/us-central1/batchPredictionJobs/{len(self.created)}"
+            info = BatchJobInfo(
+                name=name, display_name=display_name, state=VertexState.QUEUED, model=model
+            )
+            self.created.append(source_uri)
+            self._jobs[name] = info
+            return info
+
+    def get(self, name: str) -> BatchJobInfo:
+        return self._jobs[name]
+
+    def find_by_display_name(self, display_name: str) -> BatchJobInfo | None:
+        found = [job for job in self._jobs.values() if job.display_name == display_name]
+        return found[-1] if found else None
+
+    def cancel(self, name: str) -> None:
+        return None

@@ -29,6 +29,7 @@ CASES = {
     "postprocess": "Post-processing",
     "e2e": "End to end on the local stack",
     "coldstart": "Cold start",
+    "staging": "Shard staging",
 }
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"

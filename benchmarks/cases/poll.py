@@ -21,14 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import psutil
 
 from batchbox.adapters.firestore import FirestoreJobRegistry
 from batchbox.adapters.vertex import GenaiBatchJobs
+from batchbox.deps import Deps
 from batchbox.local import provision, services
-from batchbox.models import JobOptions, JobRecord, Stage, VertexState
-from batchbox.polling import run_tick
+from batchbox.models import BatchJob, InputRecord, JobOptions, JobStage, Stage, VertexState
+from batchbox.poll import run_tick
 from batchbox.settings import Settings
-from batchbox.submission import SubmitDeps
 from benchmarks.harness import CaseResult, Context, Goal, Table, doc_body, ratio, stopwatch
 from benchmarks.ports import CountingPublisher, LocalBlobStore, TimedBatchJobs, TimedRegistry
 
@@ -36,7 +37,8 @@ PROJECT = "batchbox-bench"
 LOCATION = "us-central1"
 BUCKET = "bench-inbox"
 LATENCY_MS = 100
-TICK_GOAL = 5.0
+BOUND_GOAL = 1.3  # a tick over the latency bound (jobs / concurrency x latency)
+POLL_TIMEOUT = 540  # the poll function's default timeout (infra/variables.tf)
 CONCURRENCY: int = Settings.model_fields["poll_concurrency"].default  # the product's default
 
 
@@ -78,7 +80,7 @@ def _create_jobs(batch: GenaiBatchJobs, count: int, source: str) -> list[str]:
         return list(pool.map(create, range(count)))
 
 
-def _wait_running(base_url: str, count: int, timeout: float = 300) -> None:
+def _wait_running(base_url: str, count: int, timeout: float = 1800) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         jobs = _admin(base_url, "GET", "/emulator/v1/jobs")["jobs"]
@@ -89,33 +91,45 @@ def _wait_running(base_url: str, count: int, timeout: float = 300) -> None:
     raise TimeoutError(f"only {running} of {count} batch jobs reached RUNNING")
 
 
-def _records(names: list[str]) -> list[JobRecord]:
+def _records(names: list[str]) -> list[InputRecord]:
+    """One RUNNING input per batch job, its single job ACTIVE and RUNNING on Vertex."""
     now = dt.datetime.now(dt.UTC)
-    return [
-        JobRecord(
-            key=f"{BUCKET}/poll-{index}.jsonl#1",
-            job_id=f"poll-{index:05d}",
-            input_uri=f"gs://{BUCKET}/poll-{index}.jsonl",
-            bucket=BUCKET,
-            name=f"poll-{index}.jsonl",
-            generation="1",
-            stage=Stage.ACTIVE,
-            options=JobOptions(model="gemini-2.5-flash"),
-            output_prefix=f"gs://bench-output/jobs/poll-{index:05d}/",
-            staged_uri=f"gs://bench-output/jobs/poll-{index:05d}/input.jsonl",
+    records = []
+    for index, name in enumerate(names):
+        job_id = f"poll-{index:05d}"
+        prefix = f"gs://bench-output/jobs/{job_id}/"
+        job = BatchJob(
+            shard=0,
+            stage=JobStage.ACTIVE,
+            lines=2,
+            source_uri=f"{prefix}staged/s0000a0.jsonl",
+            dest_uri=f"{prefix}vertex/s0000a0/",
             vertex_job=name,
             vertex_state=VertexState.RUNNING,
-            lines_total=2,
-            lines_submitted=2,
-            created_at=now - dt.timedelta(minutes=10),
-            updated_at=now,
             submitted_at=now - dt.timedelta(minutes=9),
         )
-        for index, name in enumerate(names)
-    ]
+        records.append(
+            InputRecord(
+                key=f"{BUCKET}/poll-{index}.jsonl#1",
+                job_id=job_id,
+                input_uri=f"gs://{BUCKET}/poll-{index}.jsonl",
+                bucket=BUCKET,
+                name=f"poll-{index}.jsonl",
+                generation="1",
+                stage=Stage.RUNNING,
+                options=JobOptions(model="gemini-2.5-flash"),
+                output_prefix=prefix,
+                jobs=(job,),
+                lines_total=2,
+                lines_submitted=2,
+                created_at=now - dt.timedelta(minutes=10),
+                updated_at=now,
+            )
+        )
+    return records
 
 
-def _write_records(deps: SubmitDeps, collection: str, records: list[JobRecord]) -> None:
+def _write_records(deps: Deps, collection: str, records: list[InputRecord]) -> None:
     """Write (or overwrite) the records in batches of 500, the most one Firestore commit takes."""
     client = deps.registry.inner.client  # type: ignore[attr-defined]
     for start in range(0, len(records), 500):
@@ -128,7 +142,7 @@ def _write_records(deps: SubmitDeps, collection: str, records: list[JobRecord]) 
         batch.commit()
 
 
-def _deps(collection: str, base_url: str, concurrency: int) -> SubmitDeps:
+def _deps(collection: str, base_url: str, concurrency: int) -> Deps:
     settings = Settings.model_validate(
         {
             "project": PROJECT,
@@ -138,9 +152,11 @@ def _deps(collection: str, base_url: str, concurrency: int) -> SubmitDeps:
             "jobs_collection": collection,
             "poll_concurrency": concurrency,
             "vertex_base_url": base_url,
+            # The inbox sweep runs once every few minutes, not on every tick: left out here.
+            "sweep_seconds": None,
         }
     )
-    return SubmitDeps(
+    return Deps(
         settings=settings,
         blobs=LocalBlobStore(Context().data_dir),  # never read by a tick without finished jobs
         registry=TimedRegistry(FirestoreJobRegistry(project=PROJECT, collection=collection)),  # type: ignore[arg-type]
@@ -151,7 +167,7 @@ def _deps(collection: str, base_url: str, concurrency: int) -> SubmitDeps:
 
 
 def run(ctx: Context) -> CaseResult:
-    jobs = ctx.size(1000, 100)
+    jobs = ctx.size(10_000, 100)
     subset = ctx.size(100, 20)
     result = CaseResult(
         key="poll",
@@ -160,8 +176,9 @@ def run(ctx: Context) -> CaseResult:
             f"`run_tick` over {jobs:,} ACTIVE records, {LATENCY_MS} ms injected into every Vertex "
             f"`get`. {doc_body(__doc__)} Two kinds of tick: *no "
             "change* (the records already hold what Vertex reports: fetches only) and *every job "
-            "changed* (the records' counts are reset before each run, so each job's transition "
-            f"is a registry write). One by one (`poll_concurrency=1`) is measured on "
+            "changed* (the first tick over freshly written records, which hold no counts yet, so "
+            "each job's transition is a registry write; run once). One by one "
+            "(`poll_concurrency=1`) is measured on "
             f"{subset} jobs and scaled to {jobs:,}."
         ),
     )
@@ -225,19 +242,20 @@ def run(ctx: Context) -> CaseResult:
 
         records = _records(names)
         full_deps = _deps("bench-poll-all", vertex_url, CONCURRENCY)
-        _write_records(full_deps, "bench-poll-all", records)
-        runs = ctx.runs(3, 2)
-        changed: list[Breakdown] = []
-        unchanged: list[Breakdown] = []
-        for _ in range(runs):
+        with stopwatch() as elapsed:
             _write_records(full_deps, "bench-poll-all", records)
-            changed.append(_timed_tick(full_deps, jobs, changed=jobs))
-            unchanged.append(_timed_tick(full_deps, jobs, changed=0))
+            ctx.log(f"{jobs:,} records written to the Firestore emulator in {elapsed():.1f} s")
+        runs = ctx.runs(3, 2)
+        # Every job changed: once (each run rewrites every record first, a minute at this
+        # size on the emulator); no change: the ticks after it, several times.
+        changed = [_timed_tick(full_deps, jobs, changed=jobs)]
+        unchanged = [_timed_tick(full_deps, jobs, changed=0) for _ in range(runs)]
         ctx.log(
             f"ticks: every job changed {[f'{b.total:.2f}' for b in changed]} s, no change "
             f"{[f'{b.total:.2f}' for b in unchanged]} s"
         )
 
+        parse = _parse_seconds(records)
         one_deps = _deps("bench-poll-subset", vertex_url, 1)
         _write_records(one_deps, "bench-poll-subset", records[:subset])
         run_tick(one_deps)  # brings the records up to date, so the timed tick changes nothing
@@ -268,6 +286,7 @@ def run(ctx: Context) -> CaseResult:
             med("query"),
             med("fetch"),
             med("transitions"),
+            f"{statistics.median(b.cpu for b in samples):.0%}",
             ratio(one_by_one / total),
         ]
 
@@ -281,6 +300,7 @@ def run(ctx: Context) -> CaseResult:
                 "query",
                 "gets (wall)",
                 "registry writes (sum)",
+                "CPU busy (both cores)",
                 "vs one by one",
             ],
             [
@@ -294,16 +314,17 @@ def run(ctx: Context) -> CaseResult:
     )
     result.goals.append(
         Goal(
-            f"{jobs:,} jobs, no change: one tick under {TICK_GOAL:.0f} s",
-            f"{median_unchanged:.2f} s",
-            median_unchanged < TICK_GOAL,
+            f"{jobs:,} jobs, no change: one tick within {BOUND_GOAL}x the latency bound "
+            f"({jobs:,} / {CONCURRENCY} x {LATENCY_MS} ms = {floor:.1f} s)",
+            f"{median_unchanged:.2f} s, {ratio(median_unchanged / floor)}",
+            median_unchanged <= BOUND_GOAL * floor,
         )
     )
     result.goals.append(
         Goal(
-            f"{jobs:,} jobs, every job changed: one tick under {TICK_GOAL:.0f} s",
-            f"{median_changed:.2f} s",
-            median_changed < TICK_GOAL,
+            f"{jobs:,} jobs, every job changed: one tick (a registry write per job)",
+            f"{median_changed:.2f} s, {ratio(median_changed / floor)} of the bound",
+            None,
         )
     )
     rate = jobs / median_changed
@@ -319,6 +340,33 @@ def run(ctx: Context) -> CaseResult:
         f"Firestore emulator, sharing 2 cores with everything else, completed about "
         f"{rate:,.0f} jobs a second, which is what bounds that tick on this machine."
     )
+    query = statistics.median(b.query for b in unchanged)
+    fetch = statistics.median(b.fetch for b in unchanged)
+    result.notes.append(
+        f"Where the no-change tick goes: the registry query ({query:.2f} s, of which parsing "
+        f"the {jobs:,} records into `InputRecord`s takes {parse:.2f} s; the rest is the "
+        f"Firestore emulator answering), then the gets ({fetch:.2f} s, "
+        f"{ratio(fetch / floor)} of the bound: the genai client and the Vertex emulator share "
+        "the machine's 2 cores, see *CPU busy*). The tick runs them one after the other: the "
+        "query returns every open record before the first get starts. Streaming the query "
+        "into the pool (a page of records at a time, each page's gets started as it arrives) "
+        "would hide most of the query behind the gets, which alone are within the goal; that "
+        "is a change to poll's tick and the registry port, not made here."
+    )
+    per_job = median_unchanged / jobs
+    result.notes.append(
+        f"Staying within the function timeout ({POLL_TIMEOUT} s by default) as the registry "
+        f"grows: a tick costs about {per_job * 1000:.2f} ms per active job here (the gets, "
+        f"{CONCURRENCY} in flight), so one tick reads some {int(POLL_TIMEOUT * 0.5 / per_job):,} "
+        "jobs in half the timeout. Beyond that two changes keep every tick bounded: page the "
+        "registry query (`in_stages` reads every open record in one query today; a cursor by "
+        "job id, 1,000 records a page, keeps memory flat and lets a tick stop between pages), "
+        "and spread the jobs over ticks (a time budget per tick, say half the timeout, after "
+        "which the tick stops starting gets and the next tick starts where it stopped, so "
+        "every job is still read every few ticks; the polling interval then grows with the "
+        "number of jobs rather than the tick's length). Raising `BATCHBOX_POLL_CONCURRENCY` "
+        "(up to 256) divides the time of the gets, as long as Vertex AI's read quota allows."
+    )
     return result
 
 
@@ -330,18 +378,41 @@ class Breakdown:
     query: float
     fetch: float
     transitions: float
+    cpu: float = 0.0  # the machine's CPU busy during the tick, as a share of all its cores
 
 
-def _timed_tick(deps: SubmitDeps, checked: int, *, changed: int) -> Breakdown:
+def _busy() -> float:
+    times = psutil.cpu_times()
+    return float(times.user + times.system + getattr(times, "nice", 0.0))
+
+
+def _timed_tick(deps: Deps, checked: int, *, changed: int) -> Breakdown:
     registry, batch = deps.registry, deps.batch
     registry.reset()  # type: ignore[attr-defined]
     batch.reset()  # type: ignore[attr-defined]
+    busy = _busy()
     with stopwatch() as elapsed:
         report = run_tick(deps)
     total = elapsed()
+    cpu = (_busy() - busy) / (total * (os.cpu_count() or 1))
     _check(report, checked, changed=changed)
     seconds = registry.seconds  # type: ignore[attr-defined]
-    return Breakdown(total, seconds.get("in_stages", 0.0), batch.span, seconds.get("update", 0.0))  # type: ignore[attr-defined]
+    return Breakdown(
+        total,
+        seconds.get("in_stages", 0.0),
+        batch.span,  # type: ignore[attr-defined]
+        seconds.get("update", 0.0),
+        cpu,
+    )
+
+
+def _parse_seconds(records: list[InputRecord]) -> float:
+    """The time to parse the tick's records from their stored form (the query's own share)."""
+    stored = [record.model_dump(mode="json") for record in records]
+    with stopwatch() as elapsed:
+        for document in stored:
+            InputRecord.model_validate(document)
+        return elapsed()
 
 
 def _check(report: Any, checked: int, *, changed: int) -> None:

@@ -6,7 +6,7 @@ and served by a local-folder ``BlobStore``, so the figures are the core's own co
 
 - pass 1, ``read_predictions``: every row parsed and classified, successful ones written to
   ``results.jsonl``; floor: ``orjson.loads`` of every predictions line;
-- the whole of ``complete`` (``handle_job_finished``): pass 1, pass 2 over the staged input
+- the whole of ``complete`` (``handle_input_finished``): pass 1, pass 2 over the staged input
   (``errors.jsonl``), ``summary.json``, the result event; floor: ``orjson.loads`` of every line
   of both files.
 """
@@ -20,10 +20,18 @@ from typing import Any
 import orjson
 
 from batchbox.adapters.memory import MemoryRegistry
-from batchbox.models import JobOptions, JobRecord, Stage, VertexState
-from batchbox.postprocess import Tally, handle_job_finished, read_predictions
+from batchbox.complete import Tally, handle_input_finished, read_predictions
+from batchbox.deps import Deps
+from batchbox.models import (
+    BatchJob,
+    InputFinished,
+    InputRecord,
+    JobOptions,
+    JobStage,
+    Stage,
+    VertexState,
+)
 from batchbox.settings import Settings
-from batchbox.submission import SubmitDeps
 from benchmarks import datasets, profiling
 from benchmarks.cases.memory import measure
 from benchmarks.harness import (
@@ -41,12 +49,14 @@ from benchmarks.harness import (
 )
 from benchmarks.ports import CountingPublisher, LocalBlobStore, NoBatchJobs
 
-FLOOR_GOAL = 2.0
+PASS1_GOAL = 1.0  # on text-only predictions
+WHOLE_GOAL = 1.2
 GROWTH_GOAL = 150 * 2**20
 JOB_ID = "bench-0123456789ab"
 PREFIX = f"gs://bench-output/jobs/{JOB_ID}/"
-OUTPUT_DIRECTORY = f"{PREFIX}prediction-model-2026-01-01T00:00:00.000000Z"
-STAGED = f"{PREFIX}input.jsonl"
+STAGED = f"{PREFIX}staged/s0000a0.jsonl"
+DEST = f"{PREFIX}vertex/s0000a0/"
+OUTPUT_DIRECTORY = f"{DEST}prediction-model-2026-01-01T00:00:00.000000Z"
 PREDICTIONS = f"{OUTPUT_DIRECTORY}/predictions.jsonl"
 SETTINGS = {
     "project": "batchbox-bench",
@@ -70,9 +80,22 @@ def prepare(folder: Path, *, size: int, inline_images: bool) -> tuple[int, int]:
     return size_written, rows
 
 
-def _record(lines: int) -> JobRecord:
+def _record(lines: int) -> InputRecord:
+    """The registry record of a finished input with one job (one shard, first attempt)."""
     now = dt.datetime.now(dt.UTC)
-    return JobRecord(
+    job = BatchJob(
+        shard=0,
+        stage=JobStage.DONE,
+        lines=lines,
+        source_uri=STAGED,
+        dest_uri=DEST,
+        vertex_job="projects/batchbox-bench/locations/us-central1/batchPredictionJobs/1",
+        vertex_state=VertexState.PARTIALLY_SUCCEEDED,
+        output_directory=OUTPUT_DIRECTORY,
+        submitted_at=now - dt.timedelta(minutes=50),
+        finished_at=now - dt.timedelta(minutes=1),
+    )
+    return InputRecord(
         key=f"bench-inbox/input.jsonl#{JOB_ID}",
         job_id=JOB_ID,
         input_uri="gs://bench-inbox/input.jsonl",
@@ -81,23 +104,19 @@ def _record(lines: int) -> JobRecord:
         generation="1",
         stage=Stage.FINISHED,
         options=JobOptions(model="gemini-2.5-flash"),
-        staged_uri=STAGED,
         output_prefix=PREFIX,
-        vertex_job="projects/batchbox-bench/locations/us-central1/batchPredictionJobs/1",
-        vertex_state=VertexState.PARTIALLY_SUCCEEDED,
-        output_directory=OUTPUT_DIRECTORY,
+        jobs=(job,),
         lines_total=lines,
         lines_submitted=lines,
         created_at=now - dt.timedelta(hours=1),
         updated_at=now,
-        submitted_at=now - dt.timedelta(minutes=50),
         finished_at=now - dt.timedelta(minutes=1),
         notified_at=now,
     )
 
 
-def _deps(folder: Path) -> SubmitDeps:
-    return SubmitDeps(
+def _deps(folder: Path) -> Deps:
+    return Deps(
         settings=Settings.model_validate(SETTINGS),
         blobs=LocalBlobStore(folder),
         registry=MemoryRegistry(),
@@ -116,13 +135,14 @@ def complete_job(folder: Path, *, full: bool = True, lines: int | None = None) -
     """Post-process the job under ``folder``: the whole ``complete`` or pass 1 only."""
     deps = _deps(folder)
     if not full:
+        record = _record(0)  # pass 1 reads the predictions only: no line count needed
         tally = Tally()
         with deps.blobs.open_write(f"{PREFIX}results.jsonl") as results:
-            read_predictions([PREDICTIONS], deps.blobs, results, tally, "id")
-        return {"succeeded": tally.succeeded, "failed": tally.failed, "rows": tally.rows}
+            read_predictions(record, deps.blobs, results, tally, "id")
+        return {"succeeded": tally.ok_lines, "failed": tally.failed_lines, "rows": tally.rows}
     record = _record(lines if lines is not None else _staged_lines(folder))
     deps.registry.create(record)
-    event = handle_job_finished(JOB_ID, deps)
+    event = handle_input_finished(InputFinished(job_id=JOB_ID), deps)
     if event is None:
         raise AssertionError("complete published no event")
     counts: dict[str, Any] = event.data["counts"]
@@ -188,18 +208,19 @@ def run(ctx: Context) -> CaseResult:
                     ratio(whole),
                 ]
             )
-            result.goals.append(
-                Goal(
-                    f"{label}: pass 1 within {FLOOR_GOAL:.0f}x the orjson floor",
-                    ratio(pass1),
-                    pass1 <= FLOOR_GOAL,
+            if label == "text-only":
+                result.goals.append(
+                    Goal(
+                        f"{label}: pass 1 at most {PASS1_GOAL:.1f}x the orjson floor",
+                        ratio(pass1),
+                        pass1 <= PASS1_GOAL,
+                    )
                 )
-            )
             result.goals.append(
                 Goal(
-                    f"{label}: whole complete within {FLOOR_GOAL:.0f}x the orjson floor",
+                    f"{label}: whole complete at most {WHOLE_GOAL:.1f}x the orjson floor",
                     ratio(whole),
-                    whole <= FLOOR_GOAL,
+                    whole <= WHOLE_GOAL,
                 )
             )
         result.tables.append(
@@ -254,15 +275,25 @@ def run(ctx: Context) -> CaseResult:
         )
         result.tables.append(memory_rows_table)
         result.notes.append(
-            "Pass 1 parses every row in full (the echoed request included) because the line label "
-            "sits inside `request.labels`; what it adds over the floor is `read_row`, the result "
-            "row's re-serialization and the write. Pass 2 parses the staged input again, so the "
-            "whole of `complete` reads about twice the bytes of the predictions file. On small "
-            "text rows the per-row Python work dominates (see the hotspots): `read_row` "
-            "classifies the row and `usage_of` reads five token counts, `line_of` walks to the "
-            "label, and `_result_row` builds the result dict that is serialized again. That is "
-            "a few microseconds of interpreter work per row against about two of parsing, so "
-            "small rows stay above 2x; rows of realistic size (the mixed job) are well within it."
+            "Pass 1 decodes each row with msgspec into structs of only the fields it needs "
+            "(`status`, the line label inside `request.labels`, the response's candidates, token "
+            "counts and model version, the id): the echoed request, most of a row's bytes, is "
+            "skipped without building it, and the response is kept as the raw JSON it was, "
+            "written back into `results.jsonl` without being parsed and serialized again. A row "
+            "of any other shape is parsed whole and read as before "
+            "(`tests/unit/test_complete_typed_rows.py` holds the two readings equal). What is "
+            "left over the floor (see the hotspots): the row decode itself (about half the "
+            "floor: the echoed request must still be scanned), the second, typed decode of the "
+            "response to classify it (about a fifth), and the Python of classifying, counting "
+            "and writing each row, a few microseconds per row on this machine; the disk write "
+            "and rename of results.jsonl are part of pass 1 too."
+        )
+        result.notes.append(
+            "What would reach 1.0x on small text rows: classifying the row in the same decode "
+            "as the scan (the response decoded once, typed, and its raw bytes kept alongside: "
+            "msgspec gives one or the other for a value, not both), and the per-row counting "
+            "done in compiled code. Rows of realistic size, where the bytes dominate, are "
+            "closer to the floor (the mixed job)."
         )
     finally:
         if not ctx.keep_data:

@@ -32,8 +32,9 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, NamedTuple
+from typing import Annotated, Any, BinaryIO, NamedTuple
 
+import msgspec
 import orjson
 
 from batchbox import errors, jobs, outcomes
@@ -49,7 +50,8 @@ from batchbox.events import (
     TokenTotals,
     publish,
 )
-from batchbox.jsonl import iter_lines
+from batchbox.jsonl import CHUNK_SIZE, iter_lines
+from batchbox.keys import LINE_LABEL
 from batchbox.logs import bind, get_logger
 from batchbox.models import BatchJob, InputFinished, InputRecord, Stage, VertexState
 from batchbox.ports import BlobStore
@@ -246,11 +248,15 @@ class Tally:
             self._set_state(line, _OK)
             self.ok_lines += 1
             self.redriven += attempt > 0
-            results.write(
-                orjson.dumps(
-                    _result_row(row, line, outcome, id_field), option=orjson.OPT_APPEND_NEWLINE
+            if type(row) is dict:
+                results.write(
+                    orjson.dumps(
+                        _result_row(row, line, outcome, id_field),
+                        option=orjson.OPT_APPEND_NEWLINE,
+                    )
                 )
-            )
+            else:  # a row decoded by pass 1's typed path: its response is kept as it was written
+                results.write(_typed_result_of(row, line, outcome))
             return
         if state == _UNSEEN:
             self.failed_lines += 1
@@ -329,30 +335,102 @@ def read_predictions(
 def _read_file(
     uri: str, job: BatchJob, blobs: BlobStore, results: BinaryIO, tally: Tally, id_field: str
 ) -> None:
-    bad = 0
+    """Every row of one predictions file into the tally.
+
+    A row of the usual shape is decoded typed, only the fields a row needs (status, the line
+    label, the response's candidates and token counts, the id); the echoed request is skipped
+    and the response is kept as written for results.jsonl. A first success for its line, the
+    usual row, is counted right here (Tally.take's success branch, its sums kept in locals and
+    added once at the end); any other typed row goes through ``Tally.take``, and a row of any
+    other shape (no label, an odd type anywhere) is parsed whole and read as before.
+    """
+    decode = _row_decoder(id_field).decode
+    out = _Batched(results)
+    buffer = out.buffer
+    encode_into = _ENCODER.encode_into
+    attempt = job.attempt
+    states = tally.states
+    finish_reasons: Counter[Any] = Counter()
+    prompt = candidates = thoughts = cached = total = ok = 0
+    bad = rows = 0
     with blobs.open_read(uri) as stream:
-        for raw in iter_lines(stream):
-            tally.rows += 1
-            try:
-                row = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                row = None
-            if not isinstance(row, dict):
-                bad += 1
-                tally.unmatched += 1
-                continue
-            tally.rows_by_job[job.slot] += 1
-            outcome = read_row(row)
-            line = line_of(row)
-            if line is not None:
-                tally.take(line, outcome, job.attempt, results, row, id_field)
-            elif len(tally.pending) < MAX_PENDING_ROWS:
-                request = row.get("request")
-                id_value = row.get(id_field)
-                digest = None if _hashable(id_value) else request_digest(request)
-                tally.pending.append(_Pending(row, outcome, job.attempt, id_value, digest))
-            else:
-                tally.unmatched += 1
+        try:
+            for raw in _lines(stream):
+                rows += 1
+                try:
+                    row: Any = decode(raw)
+                    request = row.request
+                    labels = request.labels if request is not None else None
+                    value = labels.get(LINE_LABEL) if labels is not None else None
+                    typed = value.__class__ is str and value.isdigit()
+                    if typed:
+                        response = _typed_response(row)
+                        usage = _typed_usage(response)
+                        outcome = _typed_outcome(row, response)
+                except _TYPED_FAILED:
+                    typed = False
+                if typed:
+                    line = int(value)  # type: ignore[arg-type]
+                    if outcome.ok and (line >= len(states) or states[line] == _UNSEEN):
+                        prompt += usage.prompt
+                        candidates += usage.candidates
+                        thoughts += usage.thoughts
+                        cached += usage.cached
+                        total += usage.total
+                        if outcome.finish_reason:
+                            finish_reasons[outcome.finish_reason] += 1
+                        if line < len(states):
+                            states[line] = _OK
+                        else:
+                            tally._set_state(line, _OK)
+                        ok += 1
+                        encode_into(
+                            _Result(
+                                line=line,
+                                id=row.id_,
+                                text=outcome.text,
+                                finish_reason=outcome.finish_reason,
+                                usage=usage,
+                                model_version=response.modelVersion,  # type: ignore[union-attr]
+                                processed_time=row.processed_time,
+                                response=row.response,
+                            ),
+                            buffer,
+                            -1,
+                        )
+                        buffer += b"\n"
+                        if len(buffer) > _FLUSH_BYTES:
+                            out.flush()  # memory stays flat whatever the file's size
+                    else:
+                        outcome = outcome._replace(usage=_usage_dict(usage))
+                        tally.take(line, outcome, attempt, out, (row, response), id_field)  # type: ignore[arg-type]
+                    continue
+                if not raw.strip():
+                    rows -= 1  # a blank line is no row (as iter_lines skips it)
+                    continue
+                try:
+                    row = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    row = None
+                if not isinstance(row, dict):
+                    bad += 1
+                    tally.unmatched += 1
+                    rows -= 1  # counted in rows_by_job only when it is an object
+                    tally.rows += 1
+                    continue
+                _take_parsed(row, job, tally, out, id_field)  # type: ignore[arg-type]
+        finally:
+            out.flush()
+            tally.rows += rows
+            tally.rows_by_job[job.slot] += rows
+            tally.ok_lines += ok
+            tally.redriven += ok if attempt > 0 else 0
+            tally.prompt_tokens += prompt
+            tally.candidates_tokens += candidates
+            tally.thoughts_tokens += thoughts
+            tally.cached_tokens += cached
+            tally.total_tokens += total
+            tally.finish_reasons.update(finish_reasons)
     if bad:
         tally.warnings.append(f"{uri}: {bad} row(s) are not JSON objects and were skipped")
 
@@ -364,6 +442,266 @@ def count_lines(record: InputRecord, deps: Deps, tally: Tally, results: Any) -> 
     files = read_predictions(record, deps.blobs, results, tally, id_field)
     match_pending(record, deps.blobs, results, tally, id_field)
     return files
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    """iter_lines without its blank-line test (the caller makes it, only for a line that is
+    not a typed row), a chunk's lines handed out at once."""
+    pending = b""
+    while chunk := stream.read(CHUNK_SIZE):
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        yield from lines
+    if pending:
+        yield pending
+
+
+class _Batched:
+    """Result lines gathered in one buffer and written about a megabyte at a time (a write
+    call per row costs as much as encoding it)."""
+
+    __slots__ = ("_stream", "buffer")
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self.buffer = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > _FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            self._stream.write(self.buffer)
+            self.buffer.clear()
+
+
+_FLUSH_BYTES = 1 << 20
+
+
+def _take_parsed(
+    row: dict[str, Any], job: BatchJob, tally: Tally, results: BinaryIO, id_field: str
+) -> None:
+    outcome = read_row(row)
+    line = line_of(row)
+    if line is not None:
+        tally.take(line, outcome, job.attempt, results, row, id_field)
+    elif len(tally.pending) < MAX_PENDING_ROWS:
+        request = row.get("request")
+        id_value = row.get(id_field)
+        digest = None if _hashable(id_value) else request_digest(request)
+        tally.pending.append(_Pending(row, outcome, job.attempt, id_value, digest))
+    else:
+        tally.unmatched += 1
+
+
+# --- Pass 1: typed rows ---------------------------------------------------------------------------
+#
+# The fields read_row, line_of and _result_row read, as structs that msgspec fills in one call;
+# every other key (the echoed request is most of a row's bytes) is skipped, not built. A type
+# other than the usual (a null status, a float token count, a part that is not an object...)
+# refuses the row, which is then read as a dict by the functions above: same outcome either way.
+
+
+class _Labels(msgspec.Struct, gc=False):
+    labels: dict[str, Any] | None = None
+
+
+# A count of 64 bits at most: orjson reads a larger one as a float, and the dict reading is left
+# to say what it makes of it.
+_Count = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
+
+class _Usage(msgspec.Struct, gc=False):
+    promptTokenCount: _Count = 0
+    candidatesTokenCount: _Count = 0
+    thoughtsTokenCount: _Count = 0
+    cachedContentTokenCount: _Count = 0
+    totalTokenCount: _Count = 0
+
+
+class _Part(msgspec.Struct, gc=False):
+    text: str = ""
+    thought: Any = None
+
+
+class _Content(msgspec.Struct, gc=False):
+    parts: list[_Part] | None = None
+
+
+class _Candidate(msgspec.Struct, gc=False):
+    content: _Content | None = None
+    finishReason: Any = None
+
+
+class _Feedback(msgspec.Struct, gc=False):
+    blockReason: Any = None
+
+
+class _Response(msgspec.Struct, gc=False):
+    candidates: list[_Candidate] | None = None
+    promptFeedback: _Feedback | None = None
+    usageMetadata: _Usage | msgspec.UnsetType | None = msgspec.UNSET
+    usage_metadata: _Usage | msgspec.UnsetType | None = msgspec.UNSET
+    modelVersion: Any = None
+
+
+class _UsageOut(msgspec.Struct, gc=False):
+    prompt: int
+    candidates: int
+    thoughts: int
+    cached: int
+    total: int
+
+
+class _Result(msgspec.Struct, gc=False, omit_defaults=False):
+    """A results.jsonl row, its keys in the order _result_row writes them."""
+
+    line: int
+    id: Any
+    text: str
+    finish_reason: Any
+    usage: _UsageOut
+    model_version: Any
+    processed_time: Any
+    response: msgspec.Raw
+
+
+_TYPED_FAILED = (msgspec.ValidationError, msgspec.DecodeError, TypeError, ValueError)
+_ROW_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {}
+_RESPONSE = msgspec.json.Decoder(_Response)
+_ENCODER = msgspec.json.Encoder()
+_NO_RESPONSE = msgspec.Raw(b"{}")
+_ZEROS = _Usage()
+_NO_USAGE: dict[str, int] = {}
+
+
+def _row_decoder(id_field: str) -> msgspec.json.Decoder[Any]:
+    """The decoder of rows whose id is ``id_field`` (a struct per id field name)."""
+    decoder = _ROW_DECODERS.get(id_field)
+    if decoder is None:
+        row = msgspec.defstruct(
+            "TypedRow",
+            [
+                ("status", str, ""),
+                ("response", msgspec.Raw, msgspec.Raw()),
+                ("processed_time", Any, None),
+                ("request", _Labels | None, None),
+                ("id_", Any, msgspec.UNSET),
+            ],
+            rename={"id_": id_field},
+            gc=False,
+        )
+        decoder = _ROW_DECODERS[id_field] = msgspec.json.Decoder(row)
+    return decoder
+
+
+def _typed_response(row: Any) -> _Response | None:
+    """The row's response, or None when it is null, absent or empty (read as ``{}``)."""
+    raw = row.response
+    if not raw or raw == b"null":
+        return None
+    response: _Response = _RESPONSE.decode(raw)
+    if response.usageMetadata is not msgspec.UNSET and response.usage_metadata is not msgspec.UNSET:
+        raise ValueError("both spellings of usageMetadata: read as a dict")
+    return response
+
+
+def _typed_usage(response: _Response | None) -> _UsageOut:
+    """usage_of, on a typed response."""
+    meta = _ZEROS
+    if response is not None:
+        found = response.usageMetadata
+        if found is msgspec.UNSET or found is None:
+            found = response.usage_metadata
+        if found is not msgspec.UNSET and found is not None:
+            meta = found
+    prompt, candidates, thoughts = (
+        meta.promptTokenCount,
+        meta.candidatesTokenCount,
+        meta.thoughtsTokenCount,
+    )
+    total = meta.totalTokenCount or prompt + candidates + thoughts
+    return _UsageOut(prompt, candidates, thoughts, meta.cachedContentTokenCount, total)
+
+
+def _usage_dict(usage: _UsageOut) -> dict[str, int]:
+    return {
+        "prompt": usage.prompt,
+        "candidates": usage.candidates,
+        "thoughts": usage.thoughts,
+        "cached": usage.cached,
+        "total": usage.total,
+    }
+
+
+def _typed_outcome(row: Any, response: _Response | None) -> RowOutcome:
+    """read_row, on a typed row and its response (its usage left out: the caller has it as a
+    struct, and hands Tally.take a dict of it)."""
+    status = row.status
+    if status:
+        kind = "transient" if is_transient(status) else "error_status"
+        return RowOutcome(False, status, kind, "", None, _NO_USAGE)
+    candidates = response.candidates if response is not None else None
+    if not candidates:
+        feedback = response.promptFeedback if response is not None else None
+        reason = feedback.blockReason if feedback is not None else None
+        message = (
+            f"the prompt was blocked: {reason}" if reason else "the response has no candidates"
+        )
+        kind = "blocked" if reason else "no_candidates"
+        return RowOutcome(False, message, kind, "", None, _NO_USAGE)
+    first = candidates[0]
+    finish = first.finishReason
+    parts = (first.content.parts if first.content is not None else None) or []
+    if not parts:
+        return RowOutcome(
+            False,
+            f"no content (finish reason {finish or 'unknown'})",
+            f"no_content_{finish or 'unknown'}".lower(),
+            "",
+            finish,
+            _NO_USAGE,
+        )
+    if len(parts) == 1:
+        part = parts[0]
+        text = "" if part.thought else part.text
+    else:
+        text = "".join(part.text for part in parts if not part.thought)
+    return RowOutcome(True, None, "ok", text, finish, _NO_USAGE)
+
+
+def _typed_result(
+    row: Any, response: _Response | None, line: int, outcome: RowOutcome, usage: _UsageOut
+) -> bytes:
+    """_result_row of a typed row and its response, as its results.jsonl line."""
+    result = _Result(
+        line=line,
+        id=row.id_,
+        text=outcome.text,
+        finish_reason=outcome.finish_reason,
+        usage=usage,
+        model_version=response.modelVersion if response is not None else None,
+        processed_time=row.processed_time,
+        response=row.response if response is not None else _NO_RESPONSE,
+    )
+    return _ENCODER.encode(result) + b"\n"
+
+
+def _typed_result_of(typed: tuple[Any, _Response | None], line: int, outcome: RowOutcome) -> bytes:
+    """The same, for a typed row that Tally.take counts (its usage is a dict by then)."""
+    row, response = typed
+    usage = outcome.usage
+    return _typed_result(
+        row,
+        response,
+        line,
+        outcome,
+        _UsageOut(
+            usage["prompt"], usage["candidates"], usage["thoughts"], usage["cached"], usage["total"]
+        ),
+    )
 
 
 def _hashable(value: Any) -> bool:

@@ -1,18 +1,24 @@
 """The one settings object, read from the environment.
 
-This is the only module that reads ``os.environ`` (through pydantic-settings). Every variable is
-prefixed ``BATCHBOX_`` except the two Google Cloud ones every Google tool already understands.
-Complex values (routes, prices, lists) are JSON in the environment.
+This is the only module that reads ``os.environ``. Every variable is prefixed ``BATCHBOX_``
+except the two Google Cloud ones every Google tool already understands. Complex values (routes,
+prices) are JSON in the environment; lists are JSON or comma-separated.
+
+The environment is read the way pydantic-settings reads it (names matched without regard to
+case, JSON for complex values, the field's aliases first), by the few lines of ``_from_env``:
+importing pydantic-settings costs more than everything else in a function's cold start save
+functions-framework, and one object with one source needs none of its machinery.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Any, ClassVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "gemini-2.5-flash"
 DEFAULT_ALLOWED_MODELS = (
@@ -69,19 +75,32 @@ def _split_list(value: Any) -> Any:
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):
-            import json
-
             return json.loads(text)
         return [item.strip() for item in text.split(",") if item.strip()]
     return value
 
 
-class Settings(BaseSettings):
-    """Everything batchbox can be configured with. See README "Configuration"."""
+ENV_PREFIX = "BATCHBOX_"
 
-    model_config = SettingsConfigDict(
-        env_prefix="BATCHBOX_", frozen=True, extra="ignore", populate_by_name=True
+
+class Settings(BaseModel):
+    """Everything batchbox can be configured with. See README "Configuration".
+
+    ``Settings()`` reads the environment (keyword arguments win over it);
+    ``Settings.model_validate(mapping)`` reads only the mapping.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,
+        env_prefix=ENV_PREFIX,  # type: ignore[typeddict-unknown-key]
     )
+    # Values JSON-encoded in the environment; the lists take JSON or commas (their validator).
+    _JSON_FIELDS: ClassVar[frozenset[str]] = frozenset({"routes", "prices"})
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**{**_from_env(type(self)), **values})
 
     # Where things live.
     project: str = Field(validation_alias=AliasChoices("GOOGLE_CLOUD_PROJECT", "BATCHBOX_PROJECT"))
@@ -106,10 +125,10 @@ class Settings(BaseSettings):
 
     # What gets submitted.
     default_model: str = DEFAULT_MODEL
-    allowed_models: Annotated[tuple[str, ...], NoDecode] = DEFAULT_ALLOWED_MODELS
+    allowed_models: tuple[str, ...] = DEFAULT_ALLOWED_MODELS
     routes: tuple[Route, ...] = ()
     # Names that are inputs: JSONL files, and job specs (a BigQuery source or destination).
-    input_suffixes: Annotated[tuple[str, ...], NoDecode] = (".jsonl", ".batch.json")
+    input_suffixes: tuple[str, ...] = (".jsonl", ".batch.json")
     id_field: str = "id"
 
     # Validation caps: what a hostile or mistaken upload may cost. An upload is split into shards
@@ -201,6 +220,29 @@ class Settings(BaseSettings):
         """The longest route prefix that ``object_name`` starts with, if any."""
         matches = [r for r in self.routes if object_name.startswith(r.prefix)]
         return max(matches, key=lambda r: len(r.prefix), default=None)
+
+
+def env_names(settings: type[Settings], name: str) -> tuple[str, ...]:
+    """The environment variables a field is read from, in order."""
+    alias = settings.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return tuple(choice for choice in alias.choices if isinstance(choice, str))
+    if isinstance(alias, str):
+        return (alias,)
+    return (f"{ENV_PREFIX}{name}".upper(),)
+
+
+def _from_env(settings: type[Settings]) -> dict[str, Any]:
+    """The fields set in the environment, by field name (names matched without regard to case,
+    as pydantic-settings matches them)."""
+    environ = {key.upper(): value for key, value in os.environ.items()}
+    values: dict[str, Any] = {}
+    for name in settings.model_fields:
+        for variable in env_names(settings, name):
+            if (text := environ.get(variable.upper())) is not None:
+                values[name] = json.loads(text) if name in settings._JSON_FIELDS else text
+                break
+    return values
 
 
 @lru_cache(maxsize=1)

@@ -97,6 +97,59 @@ class LineReader:
         elif pending:
             yield number + 1, b"".join(pending), pending_size
 
+    def blocks(self) -> Iterator[list[bytes | int]]:
+        """The same lines as iterating, a chunk's worth at a time: each item is a line's bytes,
+        or the size (an int) of a line over the limit. Line numbers follow from the order.
+
+        Splitting a chunk in one call instead of a generator step per line is what lets the
+        compiled fast path run near the speed of parsing.
+        """
+        pending: list[bytes] = []
+        pending_size = 0
+        skipped = -1  # >= 0 while dropping an over-long line: its size so far
+        max_line = self._max_line
+        for chunk in self._chunks():
+            first = chunk.find(b"\n")
+            if first < 0:
+                if skipped >= 0:
+                    skipped += len(chunk)
+                elif pending_size + len(chunk) > max_line:
+                    skipped, pending, pending_size = pending_size + len(chunk), [], 0
+                else:
+                    pending.append(chunk)
+                    pending_size += len(chunk)
+                    self.peak_pending_bytes = max(self.peak_pending_bytes, pending_size)
+                continue
+            block: list[bytes | int] = []
+            if skipped >= 0:
+                block.append(skipped + first)
+                skipped = -1
+            elif pending:
+                line = b"".join([*pending, memoryview(chunk)[:first]])
+                pending, pending_size = [], 0
+                block.append(line if len(line) <= max_line else len(line))
+            else:
+                block.append(chunk[:first] if first <= max_line else first)
+            last = chunk.rfind(b"\n")
+            if last > first:
+                middle: list[bytes] = chunk[first + 1 : last].split(b"\n")
+                if max(map(len, middle)) > max_line:
+                    block += [item if len(item) <= max_line else len(item) for item in middle]
+                else:
+                    block += middle
+            tail = len(chunk) - last - 1
+            if tail > max_line:
+                skipped = tail
+            elif tail:
+                pending.append(chunk[last + 1 :])
+                pending_size = tail
+                self.peak_pending_bytes = max(self.peak_pending_bytes, pending_size)
+            yield block
+        if skipped >= 0:
+            yield [skipped]
+        elif pending:
+            yield [b"".join(pending)]
+
     def _chunks(self) -> Iterator[bytes]:
         first = True
         while True:

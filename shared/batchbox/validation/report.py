@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import FrozenInstanceError, dataclass
 from typing import Any
+
+import orjson
+
+_set = object.__setattr__
 
 # A report lists at most this many errors per line, so one hostile line (a list of a million
 # nulls) cannot crowd out the errors of every other line.
@@ -69,12 +73,55 @@ class LineError:
         return LineError(line, self.path, self.code, self.found, self.allowed, self.fix)
 
 
-@dataclass(frozen=True, slots=True)
 class ValidLine:
-    """A line that passed every check: its 1-based number and the parsed object, unchanged."""
+    """A line that passed every check: its 1-based number and the parsed object, unchanged.
+
+    Frozen. A line the compiled fast path accepted was never parsed into Python objects: it is
+    parsed when ``record`` is first read (consumers that only count lines never do).
+    """
+
+    __slots__ = ("_raw", "_record", "line")
 
     line: int
-    record: dict[str, Any]
+    _record: dict[str, Any] | None
+    _raw: bytes | None
+
+    def __init__(self, line: int, record: dict[str, Any]) -> None:
+        _set(self, "line", line)
+        _set(self, "_record", record)
+        _set(self, "_raw", None)
+
+    @classmethod
+    def unparsed(cls, line: int, raw: bytes) -> ValidLine:
+        """A valid line kept as its bytes, parsed on first use."""
+        valid = cls.__new__(cls)
+        _set(valid, "line", line)
+        _set(valid, "_record", None)
+        _set(valid, "_raw", raw)
+        return valid
+
+    @property
+    def record(self) -> dict[str, Any]:
+        record: dict[str, Any] | None = self._record
+        if record is None:
+            record = orjson.loads(self._raw or b"")
+            _set(self, "_record", record)
+            _set(self, "_raw", None)
+        return record
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ValidLine):
+            return NotImplemented
+        return self.line == other.line and self.record == other.record
+
+    def __hash__(self) -> int:
+        return hash(self.line)
+
+    def __repr__(self) -> str:
+        return f"ValidLine(line={self.line!r}, record={self.record!r})"
 
 
 @dataclass(frozen=True)

@@ -83,18 +83,18 @@ _MIME = re.compile(
 
 # MIME types already found valid: files repeat a handful of them on every line. Bounded in
 # number and length (parameters make a MIME type as long as a line).
-_VALID_MIME_TYPES: set[str] = set()
-_VALID_MIME_TYPES_SIZE = 1024
+VALID_MIME_TYPES: set[str] = set()
+VALID_MIME_TYPES_SIZE = 1024
 _VALID_MIME_TYPE_CHARS = 256
 
 
 def mime_type_problem(text: str) -> Problem | None:
     """A MIME type shaped like ``type/subtype`` (``video/mov``, ``image/*`` are fine)."""
-    if text in _VALID_MIME_TYPES:
+    if text in VALID_MIME_TYPES:
         return None
     if _MIME.fullmatch(text):
-        if len(_VALID_MIME_TYPES) < _VALID_MIME_TYPES_SIZE and len(text) <= _VALID_MIME_TYPE_CHARS:
-            _VALID_MIME_TYPES.add(text)
+        if len(VALID_MIME_TYPES) < VALID_MIME_TYPES_SIZE and len(text) <= _VALID_MIME_TYPE_CHARS:
+            VALID_MIME_TYPES.add(text)
         return None
     hint = ""
     if "/" not in text and text:
@@ -106,7 +106,7 @@ def mime_type_problem(text: str) -> Problem | None:
     )
 
 
-_GCS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]/.+", re.DOTALL)
+GCS_URI = re.compile(r"gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]/.+", re.DOTALL)
 _HTTP_URL = re.compile(r"https?://[^/\s?#]+[^\s]*", re.IGNORECASE)
 # A file uploaded with the Gemini Developer API's Files service (client.files.upload), e.g.
 # https://generativelanguage.googleapis.com/v1beta/files/abc123: Vertex AI cannot read it.
@@ -123,7 +123,7 @@ def file_uri_problem(text: str) -> Problem | None:
     API's Files service, which only that API can read; other schemes are refused.
     """
     if text.startswith("gs://"):
-        if _GCS_URI.fullmatch(text):
+        if GCS_URI.fullmatch(text):
             return None
         return Problem(
             "invalid_uri",
@@ -199,12 +199,12 @@ def response_mime_type_problem(text: str) -> Problem | None:
     )
 
 
-_CACHED_CONTENT = re.compile(r"projects/[^/]+/locations/[^/]+/cachedContents/[^/]+")
+CACHED_CONTENT = re.compile(r"projects/[^/]+/locations/[^/]+/cachedContents/[^/]+")
 
 
 def cached_content_problem(text: str) -> Problem | None:
     """The full resource name of a context cache."""
-    if _CACHED_CONTENT.fullmatch(text):
+    if CACHED_CONTENT.fullmatch(text):
         return None
     return Problem(
         "invalid_cached_content",
@@ -281,21 +281,21 @@ _LABEL_CHARACTERS = "lowercase letters (international ones too), digits, '_' or 
 
 
 # Label keys and values already found valid: lines usually repeat a few of them.
-_VALID_LABEL_KEYS: set[str] = set()
-_VALID_LABEL_VALUES: set[str] = set()
+VALID_LABEL_KEYS: set[str] = set()
+VALID_LABEL_VALUES: set[str] = set()
 _VALID_LABELS_SIZE = 1024
 
 
 def label_key_problem(text: str) -> Problem | None:
     """A Google Cloud label key: 1-63 lowercase letters (international ones included), digits,
     '_' or '-', starting with a lowercase letter; under 128 bytes."""
-    if text in _VALID_LABEL_KEYS:
+    if text in VALID_LABEL_KEYS:
         return None
     if _LABEL_KEY.fullmatch(text) or (
         not text.isascii() and _label_text_ok(text) and _category(text[0]) in _LABEL_LETTERS
     ):
-        if len(_VALID_LABEL_KEYS) < _VALID_LABELS_SIZE:
-            _VALID_LABEL_KEYS.add(text)
+        if len(VALID_LABEL_KEYS) < _VALID_LABELS_SIZE:
+            VALID_LABEL_KEYS.add(text)
         return None
     return Problem(
         "invalid_label_key",
@@ -308,11 +308,11 @@ def label_key_problem(text: str) -> Problem | None:
 def label_value_problem(text: str) -> Problem | None:
     """A Google Cloud label value: 0-63 lowercase letters (international ones included), digits,
     '_' or '-'; under 128 bytes."""
-    if text in _VALID_LABEL_VALUES:
+    if text in VALID_LABEL_VALUES:
         return None
     if _LABEL_VALUE.fullmatch(text) or (not text.isascii() and _label_text_ok(text)):
-        if len(_VALID_LABEL_VALUES) < _VALID_LABELS_SIZE:
-            _VALID_LABEL_VALUES.add(text)
+        if len(VALID_LABEL_VALUES) < _VALID_LABELS_SIZE:
+            VALID_LABEL_VALUES.add(text)
         return None
     return Problem(
         "invalid_label_value",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import collections
 import re
 from collections.abc import Collection, Iterator
 from typing import Any
@@ -11,11 +10,12 @@ from typing import Any
 import orjson
 
 from batchbox.formats import openai
+from batchbox.validation import fast
 from batchbox.validation.checker import STRICT_NOTE, LineChecker
 from batchbox.validation.framing import ByteStream, LineReader
 from batchbox.validation.messages import describe, join_key
 from batchbox.validation.report import Limits, LineError, ValidationReport, ValidLine
-from batchbox.validation.request import check_record, check_request
+from batchbox.validation.request import _top_path, _walk_free, check_record, check_request
 from batchbox.validation.rules import MAX_LABELS
 
 # ``.jsonl`` is the format's name; ``.json`` is accepted too, because many tools name JSONL
@@ -28,13 +28,15 @@ _NON_FINITE = re.compile(rb"-?(?:NaN|Infinity|inf|nan)\b")
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _NOT_PARSED = object()
 _NOT_CONVERTED = object()  # an OpenAI line that could not be converted (the line is invalid)
+_TRACKED = fast.tracked_fields()
+# The fast path's structs are generated again as the type table learns; a file whose free-form
+# values keep adding key paths stops that after this many times (the checker reads the rest).
+MAX_REFRESHES = 64
+REFRESH_AFTER = 32  # lines read by the checker since the structs were last generated
 GEMINI = "gemini"
 OPENAI = "openai"
 INPUT_FORMATS = (GEMINI, OPENAI)
 _loads = orjson.loads
-_new = object.__new__
-_set_line = vars(ValidLine)["line"].__set__
-_set_record = vars(ValidLine)["record"].__set__
 
 
 class FileValidator:
@@ -71,6 +73,7 @@ class FileValidator:
         strict: bool = False,
         project_buckets: Collection[str] | None = None,
         input_format: str = GEMINI,
+        fast_path: bool = True,
     ) -> None:
         if input_format not in INPUT_FORMATS:
             raise ValueError(f"input_format must be one of {INPUT_FORMATS}, not {input_format!r}")
@@ -99,6 +102,19 @@ class FileValidator:
         self._bytes_read = 0
         self._ids: dict[object, int] = {}
         self._started = False
+        # The compiled fast path (see .fast): Gemini lines only; False sends every line through
+        # the Python checker (for tests and comparisons).
+        self._fast_path = fast_path and not self._openai
+        self._buckets = buckets
+        self._learnt_size = -1
+        self._decoders: list[Any] = []
+        self._family: tuple[frozenset[Any], fast.Config] | None = None
+        self._slow_since_refresh = 0
+        self._wins = 0
+        self._id_declared = False
+        self._collect = True  # hand out the valid lines (check() does not)
+        self._refreshes = 0
+        self.fast_lines = 0  # lines the compiled fast path accepted (the rest: the checker)
 
     def lines(self, stream: ByteStream) -> Iterator[ValidLine]:
         """Read ``stream`` in chunks, validate every line, and yield each valid line.
@@ -119,29 +135,198 @@ class FileValidator:
         reader = LineReader(
             stream, max_line_bytes=limits.max_line_bytes, max_file_bytes=limits.max_file_bytes
         )
-        max_lines = limits.max_lines
-        check_line = self._check_line
         try:
-            for number, data, size in reader:
-                if data is not None and (not data or data[0] != _BRACE) and _blank(data):
-                    self._blank_lines += 1
-                    continue
-                total = self._lines_total = self._lines_total + 1
-                if total > max_lines:
-                    self._lines_total -= 1
-                    self._too_many_lines()
-                    break
-                if total == 1 and data is not None and self._not_jsonl(bytes(data)):
-                    self._lines_total = 0  # not a request: the file is not JSON Lines at all
-                    break
-                valid = check_line(number, data, size)
-                if valid is not None:
-                    yield valid
-                if self._fatal:
-                    break
+            if self._fast_path:
+                yield from self._lines_fast(reader)
+            else:
+                for number, data, size in reader:
+                    valid, stop = self._read_line(number, data, size)
+                    if valid is not None:
+                        yield valid
+                    if stop:
+                        break
         finally:
             self._bytes_read = reader.bytes_read
             self._finish(reader)
+
+    def check(self, stream: ByteStream) -> ValidationReport:
+        """Validate the whole stream without handing out the valid lines; the report."""
+        self._collect = False
+        for _ in self.lines(stream):
+            pass
+        return self.report
+
+    def _read_line(
+        self, number: int, data: bytes | memoryview | None, size: int
+    ) -> tuple[ValidLine | None, bool]:
+        """One line through the Python checker: (the valid line or None, whether to stop)."""
+        if data is not None and (not data or data[0] != _BRACE) and _blank(data):
+            self._blank_lines += 1
+            return None, False
+        total = self._lines_total = self._lines_total + 1
+        if total > self._limits.max_lines:
+            self._lines_total -= 1
+            self._too_many_lines()
+            return None, True
+        if total == 1 and data is not None and self._not_jsonl(bytes(data)):
+            self._lines_total = 0  # not a request: the file is not JSON Lines at all
+            return None, True
+        valid = self._check_line(number, data, size)
+        return valid, self._fatal
+
+    def _lines_fast(self, reader: LineReader) -> Iterator[ValidLine]:
+        """Every line tried with the compiled fast path first (see :mod:`.fast`); a line it
+        does not take goes through the Python checker, exactly as without it."""
+        max_lines = self._limits.max_lines
+        ids = self._ids
+        check_ids = self._id_field is not None
+        no_id_lines = self._no_id_lines
+        max_warnings = self._limits.max_warnings
+        free = fast.pending_free()
+        refused = fast.DECODE_ERRORS
+        unset = fast.UNSET
+        collect = self._collect
+        unparsed = ValidLine.unparsed
+        number = 0
+        stop = False
+        self._refresh_decoders()
+        for block in reader.blocks():
+            out: list[ValidLine] = []
+            decoders = self._decoders
+            decode = decoders[0].decode if decoders else None
+            id_declared = self._id_declared
+            total = self._lines_total
+            valid_count = self._lines_valid
+            fast_count = 0
+            for raw in block:
+                number += 1
+                record: Any = None
+                if decode is not None and total < max_lines:
+                    try:
+                        record = decode(raw)
+                    except refused:
+                        if free:
+                            free.clear()
+                        record = self._other_family(raw)
+                if record is not None:
+                    # Decoded: valid, unless its id or a free-form value says otherwise.
+                    ident = record.id_ if id_declared else unset
+                    if check_ids and (ident in ids if ident is not unset else ids):
+                        record = None  # a duplicate, or a warning: the Python checker says it
+                    elif free and not self._free_ok(number, free):
+                        record = None
+                if record is not None:
+                    if not check_ids:
+                        pass
+                    elif ident is not unset:
+                        ids[ident] = number
+                    else:
+                        self._no_id_count += 1
+                        if len(no_id_lines) < max_warnings:
+                            no_id_lines.append(number)
+                    total += 1
+                    valid_count += 1
+                    fast_count += 1
+                    if collect:
+                        out.append(unparsed(number, raw))  # type: ignore[arg-type]
+                    continue
+                # The Python checker: every line the fast path did not take whole.
+                if free:
+                    free.clear()
+                self._lines_total, self._lines_valid = total, valid_count
+                if raw.__class__ is int:
+                    valid, stop = self._read_line(number, None, raw)
+                else:
+                    valid, stop = self._read_line(number, raw, len(raw))  # type: ignore[arg-type]
+                if valid is not None:
+                    out.append(valid)
+                if stop:
+                    break
+                self._slow_since_refresh += 1
+                if self._refresh_due(decode is None):
+                    self._refresh_decoders()
+                    decoders = self._decoders
+                    decode = decoders[0].decode if decoders else None
+                    id_declared = self._id_declared
+                total, valid_count = self._lines_total, self._lines_valid
+            else:
+                self._lines_total, self._lines_valid = total, valid_count
+            self.fast_lines += fast_count
+            if self._refresh_due(True):
+                self._refresh_decoders()
+            if self._wins * 2 > len(block) and len(self._decoders) == 2:
+                self._decoders.reverse()  # most lines use the other spelling: try it first
+            self._wins = 0
+            yield from out
+            if stop:
+                return
+
+    def _other_family(self, raw: bytes | int) -> Any:
+        """The line decoded with the other spelling's structs, or None (the family that
+        decodes most lines of a block is tried first from the next block on)."""
+        decoders = self._decoders
+        if len(decoders) < 2:
+            family = self._family
+            snake = fast.decoder(fast.SNAKE, *family) if decoders and family else None
+            if snake is None:
+                return None
+            decoders.append(snake)
+        try:
+            record = decoders[1].decode(raw)
+        except fast.DECODE_ERRORS:
+            free = fast.pending_free()
+            if free:
+                free.clear()
+            return None
+        self._wins += 1
+        return record
+
+    def _free_ok(self, number: int, free: list[tuple[str, Any]]) -> bool:
+        """Walk the free-form values of a decoded line as the Python checker does (learning
+        their key paths); False when the walk found anything to report."""
+        checker = self._checker
+        checker.begin(number)
+        for norm, value in free:
+            _walk_free(checker, value, norm, norm, 1)
+        free.clear()
+        if checker.errors or checker.warnings:
+            return False
+        checker.end(valid=True)
+        return True
+
+    def _refresh_decoders(self) -> None:
+        """Generate (or find) the structs for what the type table has learnt so far."""
+        types = self._checker.types
+        assert types is not None
+        self._learnt_size = len(types)
+        self._refreshes += 1
+        learnt = fast.learnt_fields(types, _TRACKED)
+        id_key = id_type = None
+        if self._id_field is not None:
+            path = _top_path(self._id_field)
+            seen = types.get(path)
+            if seen is not None and seen[0] in ("string", "number"):
+                id_key, id_type = self._id_field, seen[0]
+        self._id_declared = id_key is not None
+        config = fast.Config(self._id_field, id_key, id_type, self._buckets, self._reserved_labels)
+        camel = fast.decoder(fast.CAMEL, learnt, config)
+        self._family = (learnt, config)  # the snake_case family is made when a line needs it
+        self._decoders = [camel] if camel is not None else []
+        self._wins = 0
+        self._slow_since_refresh = 0
+
+    def _refresh_due(self, now: bool) -> bool:
+        """Whether to generate the structs again: the table learnt something since, and
+        either the caller cannot wait (no structs yet, a block's end) or enough lines took
+        the Python checker meanwhile (generating them costs milliseconds: a file's first
+        lines, which teach the table one shape after the other, are not worth one each)."""
+        types = self._checker.types
+        return (
+            types is not None
+            and len(types) != self._learnt_size
+            and self._refreshes < MAX_REFRESHES
+            and (now or self._slow_since_refresh >= REFRESH_AFTER)
+        )
 
     @property
     def report(self) -> ValidationReport:
@@ -209,13 +394,7 @@ class FileValidator:
             self._keep(checker.errors, checker.error_count)
             return None
         self._lines_valid += 1
-        # ValidLine(number, record) at half the cost, one being made for every valid line: the
-        # slots are set through their descriptors instead of the frozen dataclass's
-        # object.__setattr__ calls. The object is the same.
-        valid_line: ValidLine = _new(ValidLine)
-        _set_line(valid_line, number)
-        _set_record(valid_line, record)
-        return valid_line
+        return ValidLine(number, record)
 
     def _check_reserved_labels(self, record: dict[str, Any]) -> None:
         request = record.get("request")
@@ -546,5 +725,4 @@ def validate_file(
     validator = FileValidator(
         limits=limits, id_field=id_field, name=name, strict=strict, input_format=input_format
     )
-    collections.deque(validator.lines(stream), maxlen=0)
-    return validator.report
+    return validator.check(stream)
