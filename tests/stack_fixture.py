@@ -14,7 +14,10 @@ session's other emulators, not at the stack's.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,15 +25,26 @@ from batchbox.local.config import StackConfig
 from batchbox.local.stack import LocalStack
 
 
-@pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    folder = tmp_path_factory.mktemp("local-stack")
+@contextlib.contextmanager
+def fast_stack(
+    folder: Path, *, env_file: Path | None = None, **changes: Any
+) -> Iterator[LocalStack]:
+    """A whole local stack with short timings, its env file and logs in ``folder``; ``changes``
+    are further ``StackConfig`` fields (``function_env``, ``bigquery``, other timings)."""
+    settings: dict[str, Any] = {
+        "poll_interval": 0.5,
+        "vertex_queue_seconds": 0.3,
+        "vertex_run_seconds": 1.0,
+        **changes,
+    }
     config = StackConfig(
-        env_file=folder / "local.env",
-        log_dir=folder / "logs",
-        poll_interval=0.5,
-        vertex_queue_seconds=0.5,
-        vertex_run_seconds=1.0,
+        env_file=env_file or folder / "local.env", log_dir=folder / "logs", **settings
     )
     with LocalStack(config) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with fast_stack(tmp_path_factory.mktemp("local-stack"), vertex_queue_seconds=0.5) as stack:
         yield stack

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from batchbox.local.config import StackConfig
 from batchbox.local.stack import LocalStack, ReceivedEvent
+from tests.stack_fixture import fast_stack
 from tests.unit.test_schemas import validate_event
 
 pytestmark = pytest.mark.e2e
@@ -22,15 +22,7 @@ ROWS = 20
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     folder = tmp_path_factory.mktemp("bq-stack")
-    config = StackConfig(
-        env_file=folder / "local.env",
-        log_dir=folder / "logs",
-        poll_interval=0.5,
-        vertex_queue_seconds=0.3,
-        vertex_run_seconds=1.0,
-        bigquery=True,
-    )
-    with LocalStack(config) as running:
+    with fast_stack(folder, bigquery=True) as running:
         yield running
 
 

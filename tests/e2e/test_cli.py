@@ -19,8 +19,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batchbox.local.config import StackConfig
 from batchbox.local.stack import LocalStack
+from tests.stack_fixture import fast_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -36,14 +36,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(folder: Path) -> Iterator[LocalStack]:
-    config = StackConfig(
-        env_file=folder / ".batchbox" / "local.env",
-        log_dir=folder / "logs",
-        poll_interval=0.5,
-        vertex_queue_seconds=0.3,
-        vertex_run_seconds=1.0,
-    )
-    with LocalStack(config) as running:
+    with fast_stack(folder, env_file=folder / ".batchbox" / "local.env") as running:
         yield running
 
 

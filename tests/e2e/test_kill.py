@@ -21,9 +21,9 @@ import orjson
 import pytest
 
 from batchbox.keys import job_id_for
-from batchbox.local.config import StackConfig
 from batchbox.local.stack import LocalStack
 from tests.emulated import emulator_jobs
+from tests.stack_fixture import fast_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -38,15 +38,8 @@ def line(i: int, text: str = "question") -> bytes:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     folder = tmp_path_factory.mktemp("kill-stack")
-    config = StackConfig(
-        env_file=folder / "local.env",
-        log_dir=folder / "logs",
-        poll_interval=0.5,
-        vertex_queue_seconds=0.3,
-        vertex_run_seconds=1.0,
-        function_env={"BATCHBOX_LEASE_SECONDS": str(LEASE_SECONDS)},
-    )
-    with LocalStack(config) as running:
+    env = {"BATCHBOX_LEASE_SECONDS": str(LEASE_SECONDS)}
+    with fast_stack(folder, function_env=env) as running:
         yield running
 
 

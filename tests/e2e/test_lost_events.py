@@ -13,8 +13,8 @@ import pytest
 from google import pubsub_v1
 
 from batchbox.local import provision
-from batchbox.local.config import StackConfig
 from batchbox.local.stack import RECONCILER_SETTINGS, LocalStack
+from tests.stack_fixture import fast_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -22,14 +22,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     folder = tmp_path_factory.mktemp("lost-events-stack")
-    config = StackConfig(
-        env_file=folder / "local.env",
-        log_dir=folder / "logs",
-        poll_interval=0.5,
-        vertex_queue_seconds=0.3,
-        vertex_run_seconds=0.5,
-    )
-    with LocalStack(config) as running:
+    with fast_stack(folder, vertex_run_seconds=0.5) as running:
         yield running
 
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import orjson
 import pytest
 
-from batchbox.local.config import StackConfig
 from batchbox.local.stack import LocalStack, ReceivedEvent
 from tests.local.test_bridge import AWKWARD_NAMES
+from tests.stack_fixture import fast_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -23,14 +23,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     folder = tmp_path_factory.mktemp("names-stack")
-    config = StackConfig(
-        env_file=folder / "local.env",
-        log_dir=folder / "logs",
-        poll_interval=0.5,
-        vertex_queue_seconds=0.3,
-        vertex_run_seconds=0.5,
-    )
-    with LocalStack(config) as running:
+    with fast_stack(folder, vertex_run_seconds=0.5) as running:
         yield running
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from batchbox.local.config import StackConfig
 from batchbox.local.stack import LocalStack, ReceivedEvent
+from tests.stack_fixture import fast_stack
 from tests.unit.test_schemas import validate_event
 
 pytestmark = pytest.mark.e2e
@@ -143,20 +143,13 @@ class Run:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     folder = tmp_path_factory.mktemp("e2e-stack")
-    config = StackConfig(
-        env_file=folder / "local.env",
-        log_dir=folder / "logs",
-        poll_interval=0.5,
-        vertex_queue_seconds=0.3,
-        vertex_run_seconds=1.0,
-        # The watchdog acts within the test's time; ordinary jobs here end long before.
-        function_env={
-            "BATCHBOX_STALL_WARNING_SECONDS": "4",
-            "BATCHBOX_STALL_CANCEL_SECONDS": "12",
-            "BATCHBOX_SHARD_MAX_REQUESTS": "50",
-        },
-    )
-    with LocalStack(config) as running:
+    # The watchdog acts within the test's time; ordinary jobs here end long before.
+    env = {
+        "BATCHBOX_STALL_WARNING_SECONDS": "4",
+        "BATCHBOX_STALL_CANCEL_SECONDS": "12",
+        "BATCHBOX_SHARD_MAX_REQUESTS": "50",
+    }
+    with fast_stack(folder, function_env=env) as running:
         yield running
 
 
