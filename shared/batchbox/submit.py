@@ -38,7 +38,7 @@ from batchbox.options import OptionsError, resolve_options, spec_metadata
 from batchbox.ports import Mutation
 from batchbox.settings import Settings
 from batchbox.spec import MAX_SPEC_BYTES, SPEC_SUFFIX, SpecError, parse_spec
-from batchbox.staging import ShardWriter, labelled_line
+from batchbox.staging import ShardWriter, staged_line
 from batchbox.tables import TableError, TableRef, check_region, check_source, parse_table_uri
 from batchbox.validation import FileValidator, Limits, ValidationReport
 
@@ -294,7 +294,7 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
         try:
             with _open_source(plan, record, deps) as source, shards:
                 for valid in validator.lines(source):
-                    shards.write(labelled_line(valid.record, valid.line))
+                    shards.write(staged_line(valid))
                     lease.tick()
         except errors.NotFoundError:
             shards.discard()

@@ -101,6 +101,12 @@ class ValidLine:
         return valid
 
     @property
+    def raw(self) -> bytes | None:
+        """The line's own bytes while it has not been parsed (a line the fast path took), else
+        None: what the line holds is then ``record``."""
+        return self._raw
+
+    @property
     def record(self) -> dict[str, Any]:
         record: dict[str, Any] | None = self._record
         if record is None:
