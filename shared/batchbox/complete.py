@@ -361,24 +361,39 @@ def _read_file(
                     row: Any = decode(raw)
                     request = row.request
                     labels = request.labels if request is not None else None
-                    value = labels.get(LINE_LABEL) if labels is not None else None
+                    value = labels.line if labels is not None else None
                     typed = value.__class__ is str and value.isdigit()
                     if typed:
                         response = _typed_response(row)
                         usage = _typed_usage(response)
-                        outcome = _typed_outcome(row, response)
+                        # The usual row, a success with text, is classified right here (as the
+                        # last case of _typed_outcome); any other goes through _typed_outcome.
+                        parts = None
+                        if not row.status and response is not None and response.candidates:
+                            first = response.candidates[0]
+                            content = first.content
+                            parts = content.parts if content is not None else None
+                        if parts:
+                            outcome = None
+                            finish = first.finishReason
+                            if len(parts) == 1:
+                                text = "" if parts[0].thought else parts[0].text
+                            else:
+                                text = "".join(part.text for part in parts if not part.thought)
+                        else:
+                            outcome = _typed_outcome(row, response)
                 except _TYPED_FAILED:
                     typed = False
                 if typed:
                     line = int(value)  # type: ignore[arg-type]
-                    if outcome.ok and (line >= len(states) or states[line] == _UNSEEN):
+                    if outcome is None and (line >= len(states) or states[line] == _UNSEEN):
                         prompt += usage.prompt
                         candidates += usage.candidates
                         thoughts += usage.thoughts
                         cached += usage.cached
                         total += usage.total
-                        if outcome.finish_reason:
-                            finish_reasons[outcome.finish_reason] += 1
+                        if finish:
+                            finish_reasons[finish] += 1
                         if line < len(states):
                             states[line] = _OK
                         else:
@@ -388,8 +403,8 @@ def _read_file(
                             _Result(
                                 line=line,
                                 id=row.id_,
-                                text=outcome.text,
-                                finish_reason=outcome.finish_reason,
+                                text=text,
+                                finish_reason=finish,
                                 usage=usage,
                                 model_version=response.modelVersion,  # type: ignore[union-attr]
                                 processed_time=row.processed_time,
@@ -402,7 +417,10 @@ def _read_file(
                         if len(buffer) > _FLUSH_BYTES:
                             out.flush()  # memory stays flat whatever the file's size
                     else:
-                        outcome = outcome._replace(usage=_usage_dict(usage))
+                        if outcome is None:  # a success for a line already counted
+                            outcome = RowOutcome(True, None, "ok", text, finish, _usage_dict(usage))
+                        else:
+                            outcome = outcome._replace(usage=_usage_dict(usage))
                         tally.take(line, outcome, attempt, out, (row, response), id_field)  # type: ignore[arg-type]
                     continue
                 if not raw.strip():
@@ -504,8 +522,23 @@ def _take_parsed(
 # refuses the row, which is then read as a dict by the functions above: same outcome either way.
 
 
+class _LineLabel(msgspec.Struct, gc=False, rename={"line": LINE_LABEL}):
+    """A request's labels, only batchbox's own read (any other label is skipped)."""
+
+    line: Any = None
+
+
 class _Labels(msgspec.Struct, gc=False):
-    labels: dict[str, Any] | None = None
+    labels: _LineLabel | None = None
+
+
+class _Staged(msgspec.Struct, gc=False):
+    """A staged input line, only its label read (the request is skipped)."""
+
+    request: _Labels
+
+
+_STAGED = msgspec.json.Decoder(_Staged)
 
 
 # A count of 64 bits at most: orjson reads a larger one as a float, and the dict reading is left
@@ -800,10 +833,10 @@ def write_errors(record: InputRecord, blobs: BlobStore, out: BinaryIO, tally: Ta
         try:
             with blobs.open_read(job.source_uri) as stream:
                 for raw in iter_lines(stream):
-                    staged = orjson.loads(raw)
-                    line = line_of(staged)
+                    line = _staged_line(raw)
                     if line is None or tally.state(line) == _OK:
-                        continue
+                        continue  # the usual line: only its label was read
+                    staged = orjson.loads(raw)
                     if tally.state(line) == _UNSEEN:
                         error = {
                             "kind": "missing",
@@ -825,6 +858,17 @@ def write_errors(record: InputRecord, blobs: BlobStore, out: BinaryIO, tally: Ta
                 "requests (the counts still hold)",
                 job.source_uri,
             )
+
+
+def _staged_line(raw: bytes) -> int | None:
+    """``line_of`` a staged line, reading only its label (any odd line: parsed whole)."""
+    try:
+        labels = _STAGED.decode(raw).request.labels
+    except _TYPED_FAILED:
+        staged = orjson.loads(raw)
+        return line_of(staged) if isinstance(staged, dict) else None
+    value = labels.line if labels is not None else None
+    return int(value) if value.__class__ is str and value.isdigit() else None
 
 
 # --- The handler ----------------------------------------------------------------------------------

@@ -109,6 +109,8 @@ CHANGES: list[tuple[tuple[str, ...], Any]] = [
     ),
     (("response", "modelVersion"), None),
     (("request", "labels"), None),
+    (("request", "labels", "team"), "research"),
+    (("request", "labels", "team"), {"not": "a string"}),
     (("request", "labels"), ["x"]),
     (("request", "labels", LINE_LABEL), 3),
     (("request", "labels", LINE_LABEL), "x1"),
@@ -244,3 +246,26 @@ def test_the_usual_rows_are_read_typed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(calls) == 10
     assert fields["ok_lines"] == 10 and fields["total_tokens"] == 60
     assert results[0]["response"]["modelVersion"] == "gemini-2.5-flash"
+
+
+STAGED_LINES = [
+    {"request": {"contents": [], "labels": {LINE_LABEL: "12"}}},
+    {"id": "a", "request": {"labels": {"team": "x", LINE_LABEL: "7"}, "contents": []}},
+    {"request": {"contents": [], "labels": {LINE_LABEL: 7}}},
+    {"request": {"contents": [], "labels": {LINE_LABEL: "x7"}}},
+    {"request": {"contents": [], "labels": {LINE_LABEL: ""}}},
+    {"request": {"contents": [], "labels": None}},
+    {"request": {"contents": [], "labels": ["x"]}},
+    {"request": {"contents": []}},
+    {"request": None},
+    {"request": "text"},
+    {"other": 1},
+    [1, 2],
+]
+
+
+@pytest.mark.parametrize("staged", STAGED_LINES, ids=lambda staged: orjson.dumps(staged).decode())
+def test_pass_2_reads_a_staged_lines_label_as_line_of_does(staged: Any) -> None:
+    raw = orjson.dumps(staged)
+    expected = complete.line_of(staged) if isinstance(staged, dict) else None
+    assert complete._staged_line(raw) == expected
