@@ -1,7 +1,7 @@
 """poll: the reconciler. Each scheduler tick drives every open input forward from wherever it is.
 
 Events only make work start sooner; the registry says what is left to do (level-triggered, as
-Kubernetes controllers are). One query reads every open input, then:
+Kubernetes controllers are). Every open input is read, a page at a time, then:
 
 1. every ACTIVE job's state is read from Vertex AI (concurrently, in a bounded pool) and written
    with a compare-and-set; the write that makes the last job of an input final also moves the
@@ -77,7 +77,8 @@ def run_tick(deps: Deps) -> TickReport:
         RetryableError: the registry could not be queried, or a step failed transiently.
     """
     report = TickReport()
-    records = deps.registry.in_stages(OPEN_STAGES)
+    pages = deps.registry.pages(OPEN_STAGES, page_size=jobs.REGISTRY_PAGE)
+    records = [record for page in pages for record in page]
     now = deps.clock()
     running = [r for r in records if r.stage is Stage.RUNNING]
     active = [
