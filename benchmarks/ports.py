@@ -133,9 +133,12 @@ class TimedRegistry:
         try:
             return getattr(self.inner, name)(*args, **kwargs)
         finally:
-            with self._lock:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-                self.calls[name] = self.calls.get(name, 0) + 1
+            self._add(name, time.perf_counter() - started)
+
+    def _add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+            self.calls[name] = self.calls.get(name, 0) + 1
 
     def create(self, record: InputRecord) -> None:
         self._timed("create", record)
@@ -148,8 +151,17 @@ class TimedRegistry:
     ) -> InputRecord | None:
         return self._timed("update", job_id, mutate, known=known)  # type: ignore[return-value]
 
-    def in_stages(self, stages: Sequence[Stage]) -> list[InputRecord]:
-        return self._timed("in_stages", stages)  # type: ignore[return-value]
+    def pages(self, stages: Sequence[Stage], *, page_size: int) -> Iterator[list[InputRecord]]:
+        """The time spent reading each page, while the caller waits for it, adds up under
+        ``pages``; the work the caller does between pages does not."""
+        pages = self.inner.pages(stages, page_size=page_size)  # type: ignore[attr-defined]
+        while True:
+            started = time.perf_counter()
+            page = next(pages, None)
+            self._add("pages", time.perf_counter() - started)
+            if page is None:
+                return
+            yield page
 
     def missing(self, job_ids: Sequence[str]) -> set[str]:
         return self._timed("missing", job_ids)  # type: ignore[return-value]

@@ -1,8 +1,9 @@
 # The job registry: one document per input, every transition in a transaction.
 #
-# No composite index is declared: the only query is poll's `stage in [...]` on one field, which
-# Firestore's automatic single-field indexes serve. Add one here only if a query gains a second
-# filter or an order_by on another field.
+# No composite index is declared: the only query is poll's `stage in [...]` on one field, read
+# in pages ordered by document id (Firestore's own order), which Firestore's automatic
+# single-field indexes serve. Add one here only if a query gains a second filter or an order_by
+# on another field.
 
 resource "google_firestore_database" "registry" {
   project     = var.project_id

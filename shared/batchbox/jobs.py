@@ -20,6 +20,11 @@ from batchbox.models import BatchJob, InputFinished, InputRecord, JobStage, Stag
 
 log = get_logger("jobs")
 
+# Records a page when the registry's open records are read through (poll's tick, the job cap):
+# a page keeps poll's pool of 64 busy for over a second while the next is read, and memory
+# holds a page or two, however many records there are.
+REGISTRY_PAGE = 1000
+
 
 class Budget:
     """How many more jobs may start now: the cap less the jobs running. Thread-safe."""
@@ -46,7 +51,8 @@ def running_jobs(records: Iterable[InputRecord]) -> int:
 
 def budget(deps: Deps) -> Budget:
     """The room under ``max_running_jobs``, from the registry as it stands now."""
-    running = running_jobs(deps.registry.in_stages((Stage.RUNNING,)))
+    pages = deps.registry.pages((Stage.RUNNING,), page_size=REGISTRY_PAGE)
+    running = sum(running_jobs(page) for page in pages)
     return Budget(deps.settings.max_running_jobs - running)
 
 

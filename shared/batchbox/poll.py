@@ -1,21 +1,29 @@
 """poll: the reconciler. Each scheduler tick drives every open input forward from wherever it is.
 
 Events only make work start sooner; the registry says what is left to do (level-triggered, as
-Kubernetes controllers are). One query reads every open input, then:
+Kubernetes controllers are). The open inputs are read a page at a time, in job id order, and:
 
 1. every ACTIVE job's state is read from Vertex AI (concurrently, in a bounded pool) and written
-   with a compare-and-set; the write that makes the last job of an input final also moves the
-   input to FINISHED (fan-in) and takes the lease to announce it to complete;
+   with a compare-and-set; each page's jobs start as soon as the page arrives, while the next
+   page is read, so the reads of the registry hide behind those of Vertex AI. The write that
+   makes the last job of an input final also moves the input to FINISHED (fan-in) and takes the
+   lease to announce it to complete.
+
+Once every page is read and every one of those checks has ended:
+
 2. a FINISHED input whose announcement was lost (the tick died, the message was dead-lettered)
    is announced again;
 3. a RECEIVED input whose worker's lease ran out (it died while validating) is taken over and its
    intake run again from the start;
-4. QUEUED jobs are submitted while the running-job cap allows, oldest input first, and
-   submissions whose worker died are finished (found by display name, never created twice);
+4. QUEUED jobs are submitted while the running-job cap allows (counted after the checks, so the
+   jobs that just ended make room), oldest input first, and submissions whose worker died are
+   finished (found by display name, never created twice);
 5. every ``sweep_seconds``, the inbox sweep claims inputs that never got a record at all.
 
-The stall watchdog runs on every ACTIVE job it reads. One job's trouble never stops the others:
-the first failure is raised at the end, after every phase ran.
+The pages are no snapshot: an input that another worker moves while they are read is seen once
+or not at all this tick, never twice, and the next tick sees where it is. The stall watchdog
+runs on every ACTIVE job it reads. One job's trouble never stops the others: the first failure
+is raised at the end, after every phase ran.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -77,23 +85,26 @@ def run_tick(deps: Deps) -> TickReport:
         RetryableError: the registry could not be queried, or a step failed transiently.
     """
     report = TickReport()
-    records = deps.registry.in_stages(OPEN_STAGES)
+    later = _Later()
+    with _Pool(deps.settings.poll_concurrency, backlog=jobs.REGISTRY_PAGE) as checks:
+        for page in deps.registry.pages(OPEN_STAGES, page_size=jobs.REGISTRY_PAGE):
+            # This page's jobs start now; the next page is read while they run.
+            for record in page:
+                for index, job in enumerate(record.jobs):
+                    if record.stage is Stage.RUNNING and job.stage is JobStage.ACTIVE:
+                        report.count("checked")
+                        checks.submit(_check, record, index, deps, report)
+            later.keep(page)
+    failures = checks.failures
     now = deps.clock()
-    running = [r for r in records if r.stage is Stage.RUNNING]
-    active = [
-        (r, i) for r in running for i, job in enumerate(r.jobs) if job.stage is JobStage.ACTIVE
-    ]
-    report.checked = len(active)
-    failures = _in_pool(active, lambda item: _check(item[0], item[1], deps, report), deps)
-    finished = [r for r in records if r.stage is Stage.FINISHED]
-    failures += _in_pool(finished, lambda r: _announce_if_due(r, deps, report), deps)
-    stranded = [r for r in records if r.stage is Stage.RECEIVED and r.lease_over(now)]
+    failures += _in_pool(later.finished, lambda r: _announce_if_due(r, deps, report), deps)
+    stranded = [r for r in later.received if r.lease_over(now)]
     try:
         stranded += _sweep_if_due(deps, report)
     except errors.BatchboxError as exc:
         failures.append(exc)
     failures += _in_pool(stranded, lambda r: _resume_intake(r, deps, report), deps)
-    waiting = [r for r in running if any(jobs.needs_submit(job, now) for job in r.jobs)]
+    waiting = [r for r in later.queued if any(jobs.needs_submit(job, now) for job in r.jobs)]
     try:
         _submit_waiting(waiting, deps, report)
     except errors.BatchboxError as exc:
@@ -111,19 +122,80 @@ def run_tick(deps: Deps) -> TickReport:
     return report
 
 
+@dataclass
+class _Later:
+    """The records the phases after the checks need, kept from the pages as they pass (a few,
+    however many ACTIVE jobs there are); whether each is due is decided once every page is
+    read, as when the tick read them all at once."""
+
+    finished: list[InputRecord] = field(default_factory=list)
+    received: list[InputRecord] = field(default_factory=list)
+    queued: list[InputRecord] = field(default_factory=list)  # RUNNING, a job not yet ACTIVE
+
+    def keep(self, page: list[InputRecord]) -> None:
+        for record in page:
+            if record.stage is Stage.FINISHED:
+                self.finished.append(record)
+            elif record.stage is Stage.RECEIVED:
+                self.received.append(record)
+            elif record.stage is Stage.RUNNING and any(
+                job.stage in _NOT_SUBMITTED for job in record.jobs
+            ):
+                self.queued.append(record)
+
+
+_NOT_SUBMITTED = (JobStage.QUEUED, JobStage.SUBMITTING)
+
+
+class _Pool:
+    """Runs work at most ``workers`` at a time and keeps what failed, in the order it was
+    submitted: one input's trouble never stops the others. With a ``backlog``, ``submit``
+    blocks while that many items wait for a worker, so a reader feeding the pool page by page
+    holds a page or two in memory, not the whole registry."""
+
+    def __init__(self, workers: int, *, backlog: int | None = None) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll")
+        self._room = threading.Semaphore(workers + backlog) if backlog is not None else None
+        self._failed: list[tuple[int, BaseException]] = []
+        self._submitted = 0
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _Pool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._executor.shutdown(wait=True)
+
+    def submit(self, work: Callable[..., None], *args: object) -> None:
+        if self._room is not None:
+            self._room.acquire()
+        number, self._submitted = self._submitted, self._submitted + 1
+        future = self._executor.submit(work, *args)
+        future.add_done_callback(lambda done: self._done(number, done))
+
+    def _done(self, number: int, future: Future[None]) -> None:
+        if self._room is not None:
+            self._room.release()
+        exc = future.exception()
+        if exc is not None and not isinstance(exc, errors.InProgressError):
+            with self._lock:
+                self._failed.append((number, exc))
+
+    @property
+    def failures(self) -> list[BaseException]:
+        with self._lock:
+            return [exc for _, exc in sorted(self._failed, key=lambda failed: failed[0])]
+
+
 def _in_pool(items: Sequence[T], work: Callable[[T], None], deps: Deps) -> list[BaseException]:
     """Run ``work`` for every item, at most ``poll_concurrency`` at a time, and return what
-    failed: one input's trouble never stops the others."""
+    failed."""
     if not items:
         return []
-    workers = min(deps.settings.poll_concurrency, len(items))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="poll") as pool:
-        futures = [pool.submit(work, item) for item in items]
-    return [
-        exc
-        for future in futures
-        if (exc := future.exception()) is not None and not isinstance(exc, errors.InProgressError)
-    ]
+    with _Pool(min(deps.settings.poll_concurrency, len(items))) as pool:
+        for item in items:
+            pool.submit(work, item)
+    return pool.failures
 
 
 # --- Active jobs ----------------------------------------------------------------------------------

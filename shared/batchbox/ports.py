@@ -85,8 +85,15 @@ class JobRegistry(Protocol):
         """
         ...
 
-    def in_stages(self, stages: Sequence[Stage]) -> list[InputRecord]:
-        """Every record in one of ``stages`` (a query, never a scan of Vertex)."""
+    def pages(self, stages: Sequence[Stage], *, page_size: int) -> Iterator[list[InputRecord]]:
+        """Every record in one of ``stages`` (a query, never a scan of Vertex), in job id order,
+        at most ``page_size`` records a page.
+
+        Each page is read when the one before it has been taken, from a cursor after that page's
+        last job id: memory stays flat, and a caller can work on one page while the next is
+        read. The pages are no snapshot: a record that changes stage while they are read is
+        returned once or not at all, never twice.
+        """
         ...
 
     def recent(self, *, limit: int) -> Iterator[InputRecord]:

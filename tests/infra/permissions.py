@@ -68,10 +68,14 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "update": frozenset({"datastore.entities.update"}),
             "model_copy": LOCAL,
         },
-        # A query lists keys and reads the documents it returns.
-        "in_stages": {
+        # A query lists keys and reads the documents it returns, a page at a time.
+        "pages": {
             "collection": LOCAL,
             "where": LOCAL,
+            "order_by": LOCAL,
+            "document_id": LOCAL,
+            "limit": LOCAL,
+            "start_after": LOCAL,
             "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
         },
         # The command line's listing (no function calls it).
@@ -140,7 +144,7 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "create"): frozenset({"database:registry"}),
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
-        ("registry", "in_stages"): frozenset({"database:registry"}),
+        ("registry", "pages"): frozenset({"database:registry"}),
         # A BigQuery source is checked and read; a destination's dataset is looked up.
         ("tables", "table"): frozenset({"var:bigquery_datasets"}),
         ("tables", "dataset_location"): frozenset({"var:bigquery_datasets"}),
@@ -161,7 +165,7 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "create"): frozenset({"database:registry"}),
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
-        ("registry", "in_stages"): frozenset({"database:registry"}),
+        ("registry", "pages"): frozenset({"database:registry"}),
         ("registry", "missing"): frozenset({"database:registry"}),
         ("registry", "marker"): frozenset({"database:registry"}),
         ("registry", "set_marker"): frozenset({"database:registry"}),
@@ -183,7 +187,7 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("blobs", "delete"): frozenset({"bucket:output/prefix"}),
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
-        ("registry", "in_stages"): frozenset({"database:registry"}),
+        ("registry", "pages"): frozenset({"database:registry"}),
         # A BigQuery destination is counted with queries (jobs of the project, reading it).
         ("tables", "query"): frozenset({"project", "var:bigquery_datasets"}),
         # A re-drive submits the input's next attempt.

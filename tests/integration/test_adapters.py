@@ -81,6 +81,12 @@ def registry(firestore_host: str, project: str) -> FirestoreJobRegistry:
     return FirestoreJobRegistry(project=project, collection=f"jobs-{uuid.uuid4().hex[:8]}")
 
 
+def _in_stages(
+    registry: FirestoreJobRegistry, stages: list[Stage], page_size: int = 100
+) -> list[InputRecord]:
+    return [record for page in registry.pages(stages, page_size=page_size) for record in page]
+
+
 def test_firestore_claim_is_create_only(registry: FirestoreJobRegistry) -> None:
     registry.create(_record("one"))
     with pytest.raises(errors.AlreadyExistsError):
@@ -132,11 +138,52 @@ def test_firestore_update_can_decline_and_query_by_stage(registry: FirestoreJobR
     registry.create(_record("b"))
     assert registry.update("a", lambda r: None) is None
     registry.update("b", lambda r: r.model_copy(update={"stage": Stage.RUNNING}))
-    assert [r.job_id for r in registry.in_stages([Stage.RUNNING])] == ["b"]
-    assert sorted(r.job_id for r in registry.in_stages([Stage.RUNNING, Stage.RECEIVED])) == [
+    assert [r.job_id for r in _in_stages(registry, [Stage.RUNNING])] == ["b"]
+    assert sorted(r.job_id for r in _in_stages(registry, [Stage.RUNNING, Stage.RECEIVED])) == [
         "a",
         "b",
     ]
+
+
+def test_firestore_pages_read_every_record_of_the_stages_once_in_job_id_order(
+    registry: FirestoreJobRegistry,
+) -> None:
+    stages = {Stage.RECEIVED: 23, Stage.RUNNING: 31, Stage.PROCESSED: 17}
+    records = [
+        _record(f"j{index:03d}").model_copy(update={"stage": stage})
+        for index, stage in enumerate(s for s, n in stages.items() for _ in range(n))
+    ]
+    batch = registry.client.batch()
+    for record in records:
+        batch.set(
+            registry.client.collection(registry._collection).document(record.job_id),
+            record.model_dump(mode="json"),
+        )
+    batch.commit()
+    open_ids = sorted(r.job_id for r in records if r.stage is not Stage.PROCESSED)
+
+    pages = list(registry.pages([Stage.RECEIVED, Stage.RUNNING], page_size=10))
+    assert [len(page) for page in pages] == [10, 10, 10, 10, 10, 4]
+    assert [r.job_id for page in pages for r in page] == open_ids
+    # A page size that divides the count exactly ends with an empty query, not an empty page.
+    assert [len(page) for page in registry.pages([Stage.RECEIVED], page_size=23)] == [23]
+    assert _in_stages(registry, [Stage.FINISHED]) == []
+
+
+def test_firestore_pages_are_read_as_they_are_taken_from_a_cursor(
+    registry: FirestoreJobRegistry,
+) -> None:
+    for index in range(6):
+        registry.create(_record(f"r{index}"))
+    pages = registry.pages([Stage.RECEIVED], page_size=2)
+    assert [r.job_id for r in next(pages)] == ["r0", "r1"]
+    # Records that move while the pages are read: one already read leaves the stage (it is not
+    # read again), one not yet read leaves it (it is not read at all), a new one arrives after
+    # the cursor (it is read).
+    registry.update("r1", lambda r: r.model_copy(update={"stage": Stage.RUNNING}))
+    registry.update("r3", lambda r: r.model_copy(update={"stage": Stage.RUNNING}))
+    registry.create(_record("r9"))
+    assert [r.job_id for page in pages for r in page] == ["r2", "r4", "r5", "r9"]
 
 
 def test_firestore_unreadable_record_is_skipped_and_left_as_it_is(
@@ -145,7 +192,7 @@ def test_firestore_unreadable_record_is_skipped_and_left_as_it_is(
     registry.create(_record("good"))
     broken = registry.client.collection(registry._collection).document("broken")
     broken.set({"stage": "RUNNING", "junk": True})
-    assert [r.job_id for r in registry.in_stages([Stage.RUNNING, Stage.RECEIVED])] == ["good"]
+    assert [r.job_id for r in _in_stages(registry, [Stage.RUNNING, Stage.RECEIVED])] == ["good"]
     assert registry.get("broken") is None
     # A read never writes: the document is kept exactly as it was, for a person to look at.
     assert broken.get().to_dict() == {"stage": "RUNNING", "junk": True}
@@ -189,7 +236,7 @@ def test_firestore_update_from_a_stale_known_record_loses_nothing(
     registry: FirestoreJobRegistry,
 ) -> None:
     registry.create(_record("stale"))
-    [known] = [r for r in registry.in_stages([Stage.RECEIVED]) if r.job_id == "stale"]
+    [known] = [r for r in _in_stages(registry, [Stage.RECEIVED]) if r.job_id == "stale"]
     registry.update("stale", lambda r: r.model_copy(update={"lines_total": 5}))
     seen: list[int] = []
 

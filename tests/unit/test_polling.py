@@ -13,7 +13,7 @@ from batchbox import errors
 from batchbox.models import Counts, JobStage, Stage, VertexState
 from batchbox.poll import run_tick
 from batchbox.submit import handle_finalized
-from tests.fakes import Clock, FakeBatchJobs, make_deps, make_settings
+from tests.fakes import Clock, FakeBatchJobs, MemoryRegistry, make_deps, make_settings
 from tests.unit.test_submission import GOOD, jsonl, upload
 
 ACTIVE_STATES = [
@@ -295,3 +295,110 @@ def test_a_submitter_killed_mid_create_is_resumed_once_its_lease_runs_out() -> N
     clock.advance(61)
     run_tick(deps)
     assert job(deps, queued).stage is JobStage.ACTIVE and len(deps.batch.created) == 2
+
+
+class PagedRegistry(MemoryRegistry):
+    """Pages of two records whatever size is asked for, and a log of when each was read; with
+    ``hold_last_page``, the last page waits until some job has been read from Vertex AI."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_last_page = False
+        self.log: list[str] = []
+        self.first_get = threading.Event()
+
+    def pages(self, stages, *, page_size):
+        pages = list(super().pages(stages, page_size=2))
+        for number, page in enumerate(pages, start=1):
+            if self.hold_last_page and number == len(pages):
+                assert self.first_get.wait(timeout=10), "no job was read before the last page"
+            self.log.append(f"page {number}")
+            yield page
+
+
+class LoggedBatchJobs(FakeBatchJobs):
+    def __init__(self, registry: PagedRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def get(self, name: str):
+        self.registry.log.append("get")
+        self.registry.first_get.set()
+        return super().get(name)
+
+
+def paged_deps(inputs: int, **settings: object):
+    registry = PagedRegistry()
+    deps = make_deps(
+        make_settings(max_running_jobs=100, **settings),
+        registry=registry,
+        batch=LoggedBatchJobs(registry),
+    )
+    records = [submitted(deps, f"f{i}.jsonl") for i in range(inputs)]
+    registry.log.clear()
+    return deps, registry, records
+
+
+def test_each_pages_jobs_are_read_while_the_next_page_is_read() -> None:
+    deps, registry, _ = paged_deps(7)
+    registry.hold_last_page = True
+    report = run_tick(deps)
+    assert report.checked == 7
+    pages = [entry for entry in registry.log if entry.startswith("page")]
+    assert pages == ["page 1", "page 2", "page 3", "page 4"]
+    assert registry.log.index("get") < registry.log.index("page 4")
+    assert registry.log.count("get") == 7
+
+
+def test_a_failure_on_one_page_does_not_stop_the_jobs_of_the_others() -> None:
+    deps, _, records = paged_deps(5, poll_concurrency=1)
+    for record in records:
+        deps.batch.set_state(vjob(record), VertexState.SUCCEEDED)
+    deps.batch.set_state(vjob(records[1]), VertexState.RUNNING, counts=Counts(successful=1))
+    deps.publisher.fail_next = 1  # the first input to finish cannot be announced
+    with pytest.raises(errors.RetryableError):
+        run_tick(deps)
+    assert [deps.registry.get(r.job_id).stage for r in records] == [
+        Stage.FINISHED,
+        Stage.RUNNING,
+        Stage.FINISHED,
+        Stage.FINISHED,
+        Stage.FINISHED,
+    ]
+    assert len(deps.publisher.on("batchbox-job-finished")) == 3
+    report = run_tick(deps)  # the lost announcement waits for its lease; the rest goes on
+    assert report.checked == 1 and report.changed == 0
+
+
+def test_the_phases_after_the_checks_see_the_records_of_every_page() -> None:
+    clock = Clock()
+    deps = make_deps(
+        make_settings(max_running_jobs=1, reannounce_seconds=600, progress_write_seconds=0),
+        registry=PagedRegistry(),
+        clock=clock,
+    )
+    records = [submitted(deps, "a.jsonl")]
+    records += [
+        handle_finalized(upload(deps, f"q{i}.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
+        for i in range(4)
+    ]
+    assert [job(deps, r).stage for r in records[1:]] == [JobStage.QUEUED] * 4
+    deps.batch.set_state(vjob(records[0]), VertexState.SUCCEEDED)
+    report = run_tick(deps)
+    # The job that ended made room for the oldest queued input, whichever pages they were on.
+    assert report.finished == [records[0].job_id]
+    assert report.submitted == [f"{records[1].job_id}/s0000a0"]
+    clock.advance(601)  # complete never processed the finished input: announced again
+    report = run_tick(deps)
+    assert report.notified == [records[0].job_id] and report.checked == 1
+
+
+def test_memory_registry_pages_follow_job_ids_from_a_cursor() -> None:
+    registry = MemoryRegistry()
+    deps = make_deps(registry=registry)
+    ids = sorted(submitted(deps, f"f{i}.jsonl").job_id for i in range(5))
+    pages = registry.pages([Stage.RUNNING], page_size=2)
+    assert [r.job_id for r in next(pages)] == ids[:2]
+    registry.update(ids[2], lambda r: r.model_copy(update={"stage": Stage.FINISHED}))
+    assert [[r.job_id for r in page] for page in pages] == [ids[3:5]]
+    assert list(registry.pages([Stage.RECEIVED], page_size=2)) == []

@@ -108,17 +108,31 @@ class FirestoreJobRegistry:
             f"updating job record {job_id}: still contended after {UPDATE_ATTEMPTS} attempts"
         )
 
-    def in_stages(self, stages: Sequence[Stage]) -> list[InputRecord]:
+    def pages(self, stages: Sequence[Stage], *, page_size: int) -> Iterator[list[InputRecord]]:
+        """One query a page, ordered by document id (Firestore's own order, so the automatic
+        single-field index on ``stage`` serves it) and started after the last snapshot of the
+        page before: a cursor, never an offset, which Firestore would read and skip."""
         from google.cloud.firestore_v1.base_query import FieldFilter
+        from google.cloud.firestore_v1.field_path import FieldPath
 
         values = [str(stage) for stage in stages][:_MAX_IN]
-        query = self.client.collection(self._collection).where(
-            filter=FieldFilter("stage", "in", values)
+        query = (
+            self.client.collection(self._collection)
+            .where(filter=FieldFilter("stage", "in", values))
+            .order_by(FieldPath.document_id())
+            .limit(page_size)
         )
-        with translated("querying active job records"):
-            snapshots = list(query.stream())
-        records = (self._parse(snapshot) for snapshot in snapshots)
-        return [record for record in records if record is not None]
+        after = None
+        while True:
+            page = query if after is None else query.start_after(after)
+            with translated("querying open job records"):
+                snapshots = list(page.stream())
+            records = [r for snapshot in snapshots if (r := self._parse(snapshot)) is not None]
+            if records:
+                yield records
+            if len(snapshots) < page_size:
+                return
+            after = snapshots[-1]
 
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         from google.cloud import firestore

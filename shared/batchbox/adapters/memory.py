@@ -6,6 +6,7 @@ benchmarks run the core on them; so can anyone testing code that uses batchbox's
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import io
 import threading
 from collections.abc import Iterator, Sequence
@@ -117,9 +118,20 @@ class MemoryRegistry:
             self.records[job_id] = changed
             return changed
 
-    def in_stages(self, stages: Sequence[Stage]) -> list[InputRecord]:
-        with self._lock:
-            return [r for r in self.records.values() if r.stage in stages]
+    def pages(self, stages: Sequence[Stage], *, page_size: int) -> Iterator[list[InputRecord]]:
+        after = ""
+        while True:
+            with self._lock:
+                page = heapq.nsmallest(
+                    page_size,
+                    (r for r in self.records.values() if r.stage in stages and r.job_id > after),
+                    key=lambda r: r.job_id,
+                )
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            after = page[-1].job_id
 
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         with self._lock:
