@@ -352,7 +352,6 @@ def run(ctx: Context) -> CaseResult:
     own_cpu = statistics.median(b.own for b in unchanged)
     own_share = statistics.median(b.own / b.total for b in unchanged)
     own_per_get = own_cpu / jobs * 1000
-    single_per_get = single.own / subset * 1000
     result.notes.append(
         f"Where the no-change tick goes: the registry is read in pages of {REGISTRY_PAGE:,} "
         f"records ({pages} queries from a cursor by job id, {query:.2f} s in all, of which "
@@ -368,9 +367,8 @@ def run(ctx: Context) -> CaseResult:
         "a job (the genai client building each request and parsing each job into its types, "
         "and the pages parsed into records): at that rate the client alone needs "
         f"{own_cpu:.1f} s of one core for the tick, against the bound of {floor:.1f} s, which is "
-        "why overlapping the registry pages with the gets gains little here. One by one the "
-        f"tick's process spends {single_per_get:.2f} ms of CPU a job (the query's share "
-        "included); a profile of `client.batches.get` puts most of a get's in the SDK's "
+        "why overlapping the registry pages with the gets gains little here. A profile of "
+        "`client.batches.get` puts most of a get's CPU in the SDK's "
         "HTTP stack (httpx over h11, HTTP/1.1 parsed in Python), "
         "and 64 threads sharing one interpreter lock add the rest. What would reach 1.3x: "
         "less CPU per get on the client (the SDK's asyncio client, `client.aio`, over aiohttp, "
