@@ -364,8 +364,7 @@ def _read_file(
                     value = labels.line if labels is not None else None
                     typed = value.__class__ is str and value.isdigit()
                     if typed:
-                        response = _typed_response(row)
-                        usage = _typed_usage(response)
+                        response, usage = _typed_response(row)
                         # The usual row, a success with text, is classified right here (as the
                         # last case of _typed_outcome); any other goes through _typed_outcome.
                         parts = None
@@ -606,7 +605,7 @@ _ROW_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {}
 _RESPONSE = msgspec.json.Decoder(_Response)
 _ENCODER = msgspec.json.Encoder()
 _NO_RESPONSE = msgspec.Raw(b"{}")
-_ZEROS = _Usage()
+_NO_TOKENS = _UsageOut(0, 0, 0, 0, 0)
 _NO_USAGE: dict[str, int] = {}
 
 
@@ -630,33 +629,26 @@ def _row_decoder(id_field: str) -> msgspec.json.Decoder[Any]:
     return decoder
 
 
-def _typed_response(row: Any) -> _Response | None:
-    """The row's response, or None when it is null, absent or empty (read as ``{}``)."""
+def _typed_response(row: Any) -> tuple[_Response | None, _UsageOut]:
+    """The row's response (None when it is null, absent or empty: read as ``{}``) and its
+    usage (usage_of, on the typed response)."""
     raw = row.response
     if not raw or raw == b"null":
-        return None
+        return None, _NO_TOKENS
     response: _Response = _RESPONSE.decode(raw)
-    if response.usageMetadata is not msgspec.UNSET and response.usage_metadata is not msgspec.UNSET:
+    meta = response.usageMetadata
+    other = response.usage_metadata
+    if meta is not msgspec.UNSET and other is not msgspec.UNSET:
         raise ValueError("both spellings of usageMetadata: read as a dict")
-    return response
-
-
-def _typed_usage(response: _Response | None) -> _UsageOut:
-    """usage_of, on a typed response."""
-    meta = _ZEROS
-    if response is not None:
-        found = response.usageMetadata
-        if found is msgspec.UNSET or found is None:
-            found = response.usage_metadata
-        if found is not msgspec.UNSET and found is not None:
-            meta = found
-    prompt, candidates, thoughts = (
-        meta.promptTokenCount,
-        meta.candidatesTokenCount,
-        meta.thoughtsTokenCount,
-    )
+    if meta is msgspec.UNSET or meta is None:
+        meta = other
+    if meta is msgspec.UNSET or meta is None:
+        return response, _NO_TOKENS
+    prompt = meta.promptTokenCount
+    candidates = meta.candidatesTokenCount
+    thoughts = meta.thoughtsTokenCount
     total = meta.totalTokenCount or prompt + candidates + thoughts
-    return _UsageOut(prompt, candidates, thoughts, meta.cachedContentTokenCount, total)
+    return response, _UsageOut(prompt, candidates, thoughts, meta.cachedContentTokenCount, total)
 
 
 def _usage_dict(usage: _UsageOut) -> dict[str, int]:
