@@ -48,10 +48,10 @@ def staged_line(valid: ValidLine) -> bytes:
     """The valid line as one staged JSONL line, its request labelled with its line number.
 
     The same line as ``labelled_line(valid.record, valid.line)``, without parsing it. In the
-    common layout (no escapes, no labels yet, the request a top-level key reached before any
-    nested value) the label is written into the line's own bytes; otherwise the line and its
-    request are read as raw members, the label is added to the labels, and everything else is
-    copied byte for byte.
+    common layout (no ``\\u`` escapes, no labels yet, the request a top-level key reached
+    before any nested value or escape) the label is written into the line's own bytes;
+    otherwise the line and its request are read as raw members, the label is added to the
+    labels, and everything else is copied byte for byte.
     """
     raw = valid.raw
     if raw is None:
@@ -73,13 +73,16 @@ def _spliced_at(raw: bytes) -> int:
     """Where the label can go in a valid line's own bytes (just inside its request object), or
     0 when the line must be read to say.
 
-    With no backslash in the line, every quote is a string's own, so ``"request"`` followed by
-    a colon is a key. It is the line's top-level request when no object or array opened before
-    it, and the only one when it occurs once; ``"labels"`` occurring nowhere means there are no
-    labels to merge with.
+    With no backslash before it, the first ``"request"`` opens a string, and followed by a colon
+    it is a key: the line's top-level request when no object or array opened before it, and the
+    only one when ``"request"`` occurs nowhere after it. With no ``\\u`` escape in the line,
+    a key can only say ``labels`` as ``"labels"``, so its absence means no labels to merge with.
+    Escapes after the request key (a newline or a quote in a prompt) change none of that.
     """
     at = raw.find(b'"request"')
-    if at < 0 or b"\\" in raw or raw.find(b"{", 1, at) >= 0 or raw.find(b"[", 0, at) >= 0:
+    if at < 0 or raw.find(b"{", 1, at) >= 0 or raw.find(b"[", 0, at) >= 0:
+        return 0
+    if b"\\" in raw and (raw.find(b"\\", 0, at) >= 0 or b"\\u" in raw):
         return 0
     end = at + 9
     if raw[end : end + 2] == b":{":

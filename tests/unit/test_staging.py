@@ -47,6 +47,27 @@ LAYOUTS: list[tuple[str, bytes, bool]] = [
     (
         "quotes escaped in a text",
         b'{"request":{"contents":[{"role":"user","parts":[{"text":"x\\",\\"request\\":{"}]}]}}',
+        True,  # an escaped quote is never a string's own: the text says no second key
+    ),
+    (
+        "a quote escaped right before a closing one",
+        b'{"request":{"contents":[{"role":"user","parts":[{"text":"say \\"request"}]}]}}',
+        False,  # '"request"' occurs again (the text's end): read to be sure
+    ),
+    (
+        "a newline and quotes in a text",
+        b'{"id":"n","request":{"contents":[{"role":"user","parts":'
+        b'[{"text":"line one\\nline \\"two\\""}]}]}}',
+        True,
+    ),
+    (
+        "an escape before the request",
+        b'{"id":"a\\"b","request":%s}' % orjson.dumps(TEXT),
+        False,
+    ),
+    (
+        "a unicode escape in a text",
+        b'{"request":{"contents":[{"role":"user","parts":[{"text":"caf\\u00e9"}]}]}}',
         False,
     ),
     (
