@@ -153,9 +153,11 @@ class JobEventData(_Strict):
     )
 
 
-def event_id(job_id: str, outcome: Outcome) -> str:
-    """Deterministic: one id per job and outcome."""
-    return hashlib.sha256(f"{job_id}/{outcome.value}".encode()).hexdigest()[:32]
+def event_id(job_id: str, outcome: Outcome, part: str | None = None) -> str:
+    """Deterministic: one id per input and outcome, and per ``part`` of it (the Vertex job an
+    event of one job is about) when there is one."""
+    key = f"{job_id}/{outcome.value}" if part is None else f"{job_id}/{outcome.value}/{part}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 class PublishedEvent(_Strict):
@@ -169,15 +171,21 @@ class PublishedEvent(_Strict):
 
 
 def build_event(
-    data: JobEventData, *, source: str, time: dt.datetime, subject: str | None = None
+    data: JobEventData,
+    *,
+    source: str,
+    time: dt.datetime,
+    subject: str | None = None,
+    part: str | None = None,
 ) -> PublishedEvent:
-    """The binary-mode CloudEvent for ``data``, built and checked by the cloudevents library."""
+    """The binary-mode CloudEvent for ``data``, built and checked by the cloudevents library.
+    ``part``: the job of the input the event is about, for an event each job can have."""
     from cloudevents.conversion import to_binary
     from cloudevents.http import CloudEvent
 
     attributes = {
         "specversion": SPEC_VERSION,
-        "id": event_id(data.job_id, data.outcome),
+        "id": event_id(data.job_id, data.outcome, part),
         "source": source,
         "type": data.outcome.event_type,
         "subject": subject or data.input.uri,

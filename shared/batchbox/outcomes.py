@@ -94,14 +94,24 @@ def event_data(
     )
 
 
-def build(data: JobEventData, settings: Settings, now: dt.datetime) -> PublishedEvent:
-    return build_event(data, source=source_for(settings.project, settings.location), time=now)
+def build(
+    data: JobEventData, settings: Settings, now: dt.datetime, *, part: str | None = None
+) -> PublishedEvent:
+    return build_event(
+        data, source=source_for(settings.project, settings.location), time=now, part=part
+    )
 
 
 def send(
-    publisher: EventPublisher, settings: Settings, data: JobEventData, now: dt.datetime
+    publisher: EventPublisher,
+    settings: Settings,
+    data: JobEventData,
+    now: dt.datetime,
+    *,
+    part: str | None = None,
 ) -> PublishedEvent:
-    """Build the event for ``data`` and publish it on the results topic."""
-    event = build(data, settings, now)
+    """Build the event for ``data`` and publish it on the results topic (``part``: the job an
+    event of one job is about, which gives it an id of its own)."""
+    event = build(data, settings, now, part=part)
     publish(publisher, settings.results_topic, event)
     return event

@@ -452,7 +452,7 @@ def _warn_stalled(
             f"BATCHBOX_STALL_WARNING_SECONDS={settings.stall_warning_seconds}{cancel_note}",
         ),
     )
-    outcomes.send(deps.publisher, settings, data, now)
+    outcomes.send(deps.publisher, settings, data, now, part=job.slot)
 
 
 def _cancel_stalled(

@@ -186,6 +186,30 @@ def test_stalled_job_is_warned_once_then_cancelled() -> None:
     assert deps.batch.cancelled == [vjob(record)]
 
 
+def test_each_stalled_job_of_an_input_has_an_event_of_its_own() -> None:
+    clock = Clock()
+    deps = make_deps(
+        make_settings(stall_warning_seconds=100, stall_cancel_seconds=None, shard_max_requests=1),
+        clock=clock,
+    )
+    record = handle_finalized(
+        upload(deps, "two.jsonl", jsonl(*GOOD[:2])), event_time=None, deps=deps
+    )
+    assert record is not None and len(record.jobs) == 2
+    for shard in record.jobs:
+        deps.batch.set_state(shard.vertex_job, VertexState.RUNNING)
+    run_tick(deps)
+    clock.advance(101)
+    run_tick(deps)
+    run_tick(deps)
+    ids = [
+        a["ce-id"]
+        for _, a in deps.publisher.on("batchbox-results")
+        if a["ce-type"].endswith(".stalled")
+    ]
+    assert len(ids) == 2 and len(set(ids)) == 2  # a consumer that dedupes by id keeps both
+
+
 def test_watchdog_can_be_switched_off() -> None:
     clock = Clock()
     deps = make_deps(
