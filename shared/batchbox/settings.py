@@ -157,7 +157,6 @@ class Settings(BaseModel):
     # Polling and the watchdog.
     poll_concurrency: int = Field(default=64, gt=0, le=256)
     max_running_jobs: int = Field(default=8, gt=0)
-    submit_stale_seconds: int = Field(default=300, gt=0)
     notify_lease_seconds: int = Field(default=120, gt=0)
     reannounce_seconds: int = Field(default=3600, gt=0)
     progress_write_seconds: int = Field(default=30, ge=0)
