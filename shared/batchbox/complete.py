@@ -56,7 +56,7 @@ from batchbox.logs import bind, get_logger
 from batchbox.models import BatchJob, InputFinished, InputRecord, Stage, VertexState
 from batchbox.ports import BlobStore
 from batchbox.settings import Settings
-from batchbox.staging import ShardWriter, line_of, strip_label
+from batchbox.staging import ShardWriter, line_number, line_of, strip_label
 from batchbox.tables import parse_table_uri
 
 log = get_logger("complete")
@@ -365,8 +365,8 @@ def _read_file(
                     typed = value.__class__ is str and value.isdigit()
                     if typed:
                         response, usage = _typed_response(row)
-                        # The usual row, a success with text, is classified right here (as the
-                        # last case of _typed_outcome); any other goes through _typed_outcome.
+                        # The usual row, a success with text, is classified right here; any
+                        # other says what went wrong through _typed_failure.
                         parts = None
                         if not row.status and response is not None and response.candidates:
                             first = response.candidates[0]
@@ -380,7 +380,7 @@ def _read_file(
                             else:
                                 text = "".join(part.text for part in parts if not part.thought)
                         else:
-                            outcome = _typed_outcome(row, response)
+                            outcome = _typed_failure(row, response)
                 except _TYPED_FAILED:
                     typed = False
                 if typed:
@@ -661,9 +661,11 @@ def _usage_dict(usage: _UsageOut) -> dict[str, int]:
     }
 
 
-def _typed_outcome(row: Any, response: _Response | None) -> RowOutcome:
-    """read_row, on a typed row and its response (its usage left out: the caller has it as a
-    struct, and hands Tally.take a dict of it)."""
+def _typed_failure(row: Any, response: _Response | None) -> RowOutcome:
+    """read_row, on a typed row that is not a success with text (the usual success is counted
+    by _read_file's loop itself): an error status, no candidates, or a candidate without
+    content. Its usage is left out: the caller has it as a struct, and hands Tally.take a dict
+    of it."""
     status = row.status
     if status:
         kind = "transient" if is_transient(status) else "error_status"
@@ -677,24 +679,15 @@ def _typed_outcome(row: Any, response: _Response | None) -> RowOutcome:
         )
         kind = "blocked" if reason else "no_candidates"
         return RowOutcome(False, message, kind, "", None, _NO_USAGE)
-    first = candidates[0]
-    finish = first.finishReason
-    parts = (first.content.parts if first.content is not None else None) or []
-    if not parts:
-        return RowOutcome(
-            False,
-            f"no content (finish reason {finish or 'unknown'})",
-            f"no_content_{finish or 'unknown'}".lower(),
-            "",
-            finish,
-            _NO_USAGE,
-        )
-    if len(parts) == 1:
-        part = parts[0]
-        text = "" if part.thought else part.text
-    else:
-        text = "".join(part.text for part in parts if not part.thought)
-    return RowOutcome(True, None, "ok", text, finish, _NO_USAGE)
+    finish = candidates[0].finishReason
+    return RowOutcome(
+        False,
+        f"no content (finish reason {finish or 'unknown'})",
+        f"no_content_{finish or 'unknown'}".lower(),
+        "",
+        finish,
+        _NO_USAGE,
+    )
 
 
 def _typed_result(
@@ -859,8 +852,7 @@ def _staged_line(raw: bytes) -> int | None:
     except _TYPED_FAILED:
         staged = orjson.loads(raw)
         return line_of(staged) if isinstance(staged, dict) else None
-    value = labels.line if labels is not None else None
-    return int(value) if value.__class__ is str and value.isdigit() else None
+    return line_number(labels.line if labels is not None else None)
 
 
 # --- The handler ----------------------------------------------------------------------------------

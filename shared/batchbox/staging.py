@@ -113,10 +113,14 @@ def line_of(record: dict[str, Any]) -> int | None:
     if isinstance(request, dict):
         labels = request.get("labels")
         if isinstance(labels, dict):
-            value = labels.get(LINE_LABEL)
-            if isinstance(value, str) and value.isdigit():
-                return int(value)
+            return line_number(labels.get(LINE_LABEL))
     return None
+
+
+def line_number(value: object) -> int | None:
+    """The line number a ``batchbox-line`` label's value says, if it is one (a string of
+    digits)."""
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 @dataclass
