@@ -96,7 +96,24 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
     },
     "batch": {
         "create": {"create": frozenset({"aiplatform.batchPredictionJobs.create"})},
-        "get": {"get": frozenset({"aiplatform.batchPredictionJobs.get"})},
+        # Reading a job is one authorized GET of it (the REST method the SDK's get calls).
+        "get": {
+            "request": frozenset({"aiplatform.batchPredictionJobs.get"}),
+            "fullmatch": LOCAL,
+            "group": LOCAL,
+            "isdigit": LOCAL,
+            "decode": LOCAL,
+        },
+        # Credentials (the function's own service account) and a connection pool: no API call.
+        "_http": {
+            "default": LOCAL,
+            "Credentials": LOCAL,
+            "PoolManager": LOCAL,
+            "Timeout": LOCAL,
+            "Retry": LOCAL,
+            "where": LOCAL,
+        },
+        "_jobs_url": {"rstrip": LOCAL},
         "find_by_display_name": {
             "list": frozenset({"aiplatform.batchPredictionJobs.list"}),
             "extend": LOCAL,
