@@ -29,8 +29,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+import secrets
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, BinaryIO, NamedTuple
 
@@ -61,7 +64,6 @@ from batchbox.tables import parse_table_uri
 
 log = get_logger("complete")
 
-PROCESS_LEASE = dt.timedelta(minutes=15)
 MAX_ERROR_TEXT = 2000
 MAX_DISTINCT_ERRORS = 10_000
 # Rows without batchbox's label held for matching by id or digest; beyond this, unmatched.
@@ -879,9 +881,11 @@ def handle_input_finished(message: InputFinished, deps: Deps) -> PublishedEvent 
                 log.info("input %s is %s, not finished; acknowledged", job_id, record.stage)
                 return None
             if record.result_event is None:
-                record = _lease(record, deps)
+                lease = _ProcessingLease(record, deps)
+                record = lease.take(record)
                 if record.result_event is None:
-                    processed = _process(record, deps)
+                    with lease.held():
+                        processed = _process(record, deps)
                     if processed is None:
                         return None  # re-driven: the input runs again
                     record = processed
@@ -908,23 +912,100 @@ def handle_input_finished(message: InputFinished, deps: Deps) -> PublishedEvent 
             return event
 
 
-def _lease(record: InputRecord, deps: Deps) -> InputRecord:
-    now = deps.clock()
+class _ProcessingLease:
+    """This worker's lease on post-processing a FINISHED input.
 
-    def take(current: InputRecord) -> InputRecord | None:
-        if current.stage is not Stage.FINISHED or current.result_event is not None:
-            return None
-        if not current.lease_over(now):
-            return None
-        return current.model_copy(update={"lease_until": now + PROCESS_LEASE})
+    Taken before the work starts, renewed every third of ``BATCHBOX_LEASE_SECONDS`` by a thread
+    while the work runs (a large input takes as long as it takes), and released when the work
+    fails, so the redelivery of the message can start again at once. A worker that dies keeps
+    it only until it runs out; then the reconciler announces the input again
+    (``poll.announcement_due``).
+    """
 
-    if (leased := deps.registry.update(record.job_id, take)) is not None:
-        log.info("post-processing input %s: %d job(s)", record.job_id, len(record.jobs))
-        return leased
-    current = deps.registry.get(record.job_id)
-    if current is not None and current.result_event is not None:
-        return current
-    raise errors.InProgressError(f"input {record.job_id} is being post-processed by another worker")
+    def __init__(self, record: InputRecord, deps: Deps, *, beat: float | None = None) -> None:
+        self._job_id = record.job_id
+        self._deps = deps
+        self._seconds = deps.settings.lease_seconds
+        self._beat = beat if beat is not None else self._seconds / 3
+        self.owner = secrets.token_hex(8)
+        self.lost = False  # renewing found the input moved on (re-driven, or taken over)
+        self._stop = threading.Event()
+
+    def mine(self, current: InputRecord) -> bool:
+        return current.stage is Stage.FINISHED and current.lease_owner == self.owner
+
+    def take(self, record: InputRecord) -> InputRecord:
+        """The record, leased to this worker; or, when another worker finished it meanwhile,
+        the record with its result event.
+
+        Raises:
+            InProgressError: another worker holds the lease.
+        """
+        now = self._deps.clock()
+        until = now + dt.timedelta(seconds=self._seconds)
+
+        def take(current: InputRecord) -> InputRecord | None:
+            if current.stage is not Stage.FINISHED or current.result_event is not None:
+                return None
+            if not current.lease_over(now):
+                return None
+            return current.model_copy(update={"lease_until": until, "lease_owner": self.owner})
+
+        if (leased := self._deps.registry.update(record.job_id, take)) is not None:
+            log.info("post-processing input %s: %d job(s)", record.job_id, len(record.jobs))
+            return leased
+        current = self._deps.registry.get(record.job_id)
+        if current is not None and current.result_event is not None:
+            return current
+        raise errors.InProgressError(
+            f"input {record.job_id} is being post-processed by another worker"
+        )
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Renew the lease while the block runs; release it if the block fails."""
+        renewer = threading.Thread(target=self._renew, name=f"lease-{self._job_id}", daemon=True)
+        renewer.start()
+        try:
+            yield
+        except Exception:
+            self._stop.set()
+            renewer.join()
+            self._release()
+            raise
+        finally:
+            self._stop.set()
+            renewer.join()
+
+    def _extended(self, current: InputRecord) -> InputRecord | None:
+        if not self.mine(current):
+            return None
+        until = self._deps.clock() + dt.timedelta(seconds=self._seconds)
+        return current.model_copy(update={"lease_until": until})
+
+    def _renew(self) -> None:
+        while not self._stop.wait(self._beat):
+            try:
+                renewed = self._deps.registry.update(self._job_id, self._extended)
+            except errors.BatchboxError as exc:  # the next beat tries again
+                log.warning("could not renew the lease on input %s: %s", self._job_id, exc)
+                continue
+            if renewed is None:
+                self.lost = True
+                return
+
+    def _release(self) -> None:
+        try:
+            self._deps.registry.update(
+                self._job_id,
+                lambda c: (
+                    c.model_copy(update={"lease_until": None, "lease_owner": None})
+                    if self.mine(c)
+                    else None
+                ),
+            )
+        except errors.BatchboxError as exc:  # it runs out by itself
+            log.warning("could not release the lease on input %s: %s", self._job_id, exc)
 
 
 def _outputs(record: InputRecord) -> Outputs:

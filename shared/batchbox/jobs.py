@@ -221,6 +221,9 @@ def fan_in(record: InputRecord, now: dt.datetime, notify_lease_seconds: int) -> 
                 "finished_at": now,
                 "notify_lease_until": now + dt.timedelta(seconds=notify_lease_seconds),
                 "notified_at": None,
+                # No post-processing lease yet: complete takes one when it starts.
+                "lease_until": None,
+                "lease_owner": None,
             }
         )
     return record

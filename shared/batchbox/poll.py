@@ -12,7 +12,7 @@ Kubernetes controllers are). The open inputs are read a page at a time, in job i
 Once every page is read and every one of those checks has ended:
 
 2. a FINISHED input whose announcement was lost (the tick died, the message was dead-lettered)
-   is announced again;
+   or whose post-processing worker died (its lease ran out) is announced again;
 3. a RECEIVED input whose worker's lease ran out (it died while validating) is taken over and its
    intake run again from the start;
 4. QUEUED jobs are submitted while the running-job cap allows (counted after the checks, so the
@@ -306,13 +306,17 @@ def _counts(counts: Counts | None) -> dict[str, int] | None:
 
 def announcement_due(record: InputRecord, settings: Settings, now: dt.datetime) -> bool:
     """A FINISHED input is announced again when the worker announcing it died before recording
-    it (no ``notified_at`` once its lease ran out), or when complete has still not processed it
-    long after the announcement (its message went to the dead-letter topic, say)."""
+    it (no ``notified_at`` once its lease ran out), when the worker post-processing it died (its
+    lease ran out: the redeliveries of the message were acknowledged while it held it), or when
+    complete has still not processed it long after the announcement (its message went to the
+    dead-letter topic, say)."""
     if record.stage is not Stage.FINISHED:
         return False
     if record.notify_lease_until is not None and record.notify_lease_until > now:
         return False
     if record.notified_at is None:
+        return True
+    if record.lease_until is not None and record.lease_until <= now:
         return True
     return (now - record.notified_at).total_seconds() > settings.reannounce_seconds
 

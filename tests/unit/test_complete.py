@@ -4,16 +4,19 @@ shards, re-drives, one event per input."""
 from __future__ import annotations
 
 import random
+import time
 
 import orjson
 import pytest
 
+from batchbox import complete as complete_module
+from batchbox import errors
 from batchbox.complete import handle_input_finished, iter_results, read_row, request_digest
 from batchbox.keys import LINE_LABEL
 from batchbox.models import InputFinished, JobStage, Stage, VertexState
 from batchbox.poll import run_tick
 from batchbox.submit import handle_finalized
-from tests.fakes import make_deps, make_settings
+from tests.fakes import Clock, make_deps, make_settings
 from tests.unit.test_submission import jsonl, upload
 
 
@@ -649,3 +652,75 @@ def test_a_job_that_failed_before_any_progress_is_not_re_driven() -> None:
     event = handle(record.job_id, deps)
     assert event is not None and event.data["counts"]["missing"] == 2
     assert len(deps.batch.created) == 1
+
+
+class _Killed(BaseException):
+    """A worker killed mid-step: no handler runs, nothing is released."""
+
+
+def test_a_transient_failure_while_post_processing_lets_the_redelivery_start_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deps = make_deps()
+    record = finished_job(deps, requests(3), VertexState.SUCCEEDED, answered)
+    opened = deps.blobs.open_read
+
+    def flaky_once(uri: str, **kwargs):
+        monkeypatch.setattr(deps.blobs, "open_read", opened)
+        raise errors.RetryableError(f"reading {uri}: 503")
+
+    monkeypatch.setattr(deps.blobs, "open_read", flaky_once)
+    with pytest.raises(errors.RetryableError):
+        handle(record.job_id, deps)
+    # The redelivery is not told another worker holds the input: the failed one let it go.
+    event = handle(record.job_id, deps)
+    assert event is not None and event.data["counts"]["succeeded"] == 3
+    assert deps.registry.get(record.job_id).stage is Stage.PROCESSED
+
+
+def test_a_post_processing_worker_that_died_is_replaced_once_its_lease_runs_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(lease_seconds=30, notify_lease_seconds=60), clock=clock)
+    record = finished_job(deps, requests(3), VertexState.SUCCEEDED, answered)
+    assert len(deps.publisher.on("batchbox-job-finished")) == 1
+
+    def killed(*args, **kwargs):
+        raise _Killed
+
+    with monkeypatch.context() as patched:
+        patched.setattr(complete_module, "count_lines", killed)
+        with pytest.raises(_Killed):
+            handle(record.job_id, deps)
+    # Its message comes again while the dead worker's lease holds: acknowledged, not processed.
+    with pytest.raises(errors.InProgressError):
+        handle(record.job_id, deps)
+    clock.advance(31)  # its lease ran out, but announcing is still leased (60 s): not yet
+    run_tick(deps)
+    assert len(deps.publisher.on("batchbox-job-finished")) == 1
+    clock.advance(30)  # both ran out: the reconciler announces the input again, once
+    run_tick(deps)
+    run_tick(deps)
+    assert len(deps.publisher.on("batchbox-job-finished")) == 2
+    event = handle(record.job_id, deps)
+    assert event is not None and deps.registry.get(record.job_id).stage is Stage.PROCESSED
+    run_tick(deps)
+    assert len(deps.publisher.on("batchbox-job-finished")) == 2
+
+
+def test_a_long_post_processing_keeps_its_lease() -> None:
+    """The lease is renewed while the worker works, so a slow input is not announced again."""
+    clock = Clock()
+    deps = make_deps(make_settings(lease_seconds=30), clock=clock)
+    record = finished_job(deps, requests(2), VertexState.SUCCEEDED, answered)
+    lease = complete_module._ProcessingLease(record, deps, beat=0.05)
+    assert lease.take(record).lease_owner == lease.owner
+    leases = []
+    with lease.held():
+        for _ in range(3):
+            clock.advance(20)
+            time.sleep(0.3)  # several beats
+            leases.append(deps.registry.get(record.job_id).lease_until)
+    assert leases[0] < leases[1] < leases[2]
+    assert not lease.lost
