@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -43,6 +44,8 @@ from batchbox.local.stack import LocalStack
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "RELIABILITY.md"
+# Where the stack logs of a failed scenario are kept (git ignores benchmarks/data/).
+FAILED_LOGS = ROOT / "benchmarks" / "data" / "chaos-logs"
 TERMINAL = ("succeeded", "partially_succeeded", "failed", "cancelled", "expired", "rejected")
 # Processes a local stack starts, as `ps` shows them.
 STACK_PROCESSES = (
@@ -639,6 +642,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"{outcome.orphaned} orphaned, {outcome.seconds:.0f} s)",
                 flush=True,
             )
+            if not outcome.ok and (folder / name / "logs").is_dir():
+                # The stack's logs are the only account of what went wrong: keep them.
+                kept = FAILED_LOGS / name
+                shutil.rmtree(kept, ignore_errors=True)
+                shutil.copytree(folder / name / "logs", kept)
+                print(f"chaos: the logs of {outcome.name} are kept in {kept}", flush=True)
     args.out.write_text(render(outcomes, quick=args.quick, total=time.monotonic() - started))
     print(f"chaos: wrote {args.out}")
     return 0 if all(o.ok for o in outcomes) else 1
