@@ -528,7 +528,14 @@ def reject(
     report_uri: str | None = None,
     lease: _Lease | None = None,
 ) -> InputRecord:
-    """Record the rejection and publish one ``rejected`` event. The input is left untouched."""
+    """Publish one ``rejected`` event, then record the rejection with it. The input is left
+    untouched.
+
+    The event goes out first and the record becomes REJECTED with the event in one write: a
+    worker that dies or fails in between leaves the input RECEIVED, so the redelivery (or the
+    reconciler, once the lease runs out) rejects it again and sends the event again, under the
+    same ``ce-id``. Marking first could leave a REJECTED input whose event was never sent.
+    """
     now = deps.clock()
 
     def mark(current: InputRecord) -> InputRecord | None:
@@ -548,9 +555,12 @@ def reject(
             }
         )
 
-    rejected, won = settle(deps, record.job_id, mark)
-    if not won:
-        return rejected  # already decided by another worker, which published the event
+    current = deps.registry.get(record.job_id)
+    if current is None:
+        raise errors.RetryableError(f"input record {record.job_id} vanished while rejecting it")
+    rejected = mark(current)
+    if rejected is None:
+        return current  # already decided by another worker, which published the event
     log.warning(
         "rejected %s: %s", record.input_uri, reason, extra={"fields": {"report": report_uri}}
     )
@@ -571,16 +581,14 @@ def reject(
         validation_error_count=report.error_count if report else 0,
     )
     event = outcomes.send(deps.publisher, settings, data, now)
-    # Kept with the record, as complete keeps a result event, for people and tools to read.
-    stored = deps.registry.update(
-        rejected.job_id,
-        lambda c: (
-            c.model_copy(update={"result_event": event.model_dump(mode="json")})
-            if c.stage is Stage.REJECTED and c.result_event is None
-            else None
-        ),
-    )
-    return stored or rejected
+    stored = event.model_dump(mode="json")  # kept with the record, as complete keeps its event
+
+    def mark_sent(current: InputRecord) -> InputRecord | None:
+        marked = mark(current)
+        return None if marked is None else marked.model_copy(update={"result_event": stored})
+
+    settled, _ = settle(deps, record.job_id, mark_sent)
+    return settled
 
 
 def settle(deps: Deps, job_id: str, mutate: Mutation) -> tuple[InputRecord, bool]:

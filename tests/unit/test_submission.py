@@ -502,3 +502,44 @@ def test_openai_lines_are_converted_when_the_input_says_so() -> None:
         deps=deps,
     )
     assert bad.stage is Stage.REJECTED and "metadata 'format'" in bad.error["message"]
+
+
+def test_a_rejection_whose_event_could_not_be_published_is_published_by_the_redelivery() -> None:
+    deps = make_deps()
+    bad = [GOOD[0], {"nope": 1}]
+    obj = upload(deps, "bad.jsonl", jsonl(*bad))
+    deps.publisher.fail_next = 1  # the broker refuses the rejected event once
+    with pytest.raises(errors.RetryableError):
+        handle_finalized(obj, event_time=None, deps=deps)
+    assert deps.publisher.on("batchbox-results") == []
+    record = handle_finalized(obj, event_time=None, deps=deps)
+    assert record is not None and record.stage is Stage.REJECTED and record.result_event
+    [(_, attrs)] = deps.publisher.on("batchbox-results")
+    assert attrs["ce-type"] == "dev.batchbox.job.v1.rejected"
+    handle_finalized(obj, event_time=None, deps=deps)
+    assert len(deps.publisher.on("batchbox-results")) == 1
+
+
+def test_a_worker_killed_before_its_rejection_is_published_is_taken_over() -> None:
+    class Killed(BaseException):
+        pass
+
+    clock = Clock()
+    deps = make_deps(make_settings(lease_seconds=30), clock=clock)
+    obj = upload(deps, "bad.jsonl", jsonl(GOOD[0], {"nope": 1}))
+    publish = deps.publisher.publish
+
+    def killed(topic, data, attributes):
+        deps.publisher.publish = publish  # type: ignore[method-assign]
+        raise Killed
+
+    deps.publisher.publish = killed  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        handle_finalized(obj, event_time=None, deps=deps)
+    handle_finalized(obj, event_time=None, deps=deps)  # the redelivery, while the lease holds
+    clock.advance(31)
+    run_tick(deps)  # the reconciler takes the stranded input over
+    [(_, attrs)] = deps.publisher.on("batchbox-results")
+    assert attrs["ce-type"] == "dev.batchbox.job.v1.rejected"
+    [record] = deps.registry.records.values()
+    assert record.stage is Stage.REJECTED and record.result_event
