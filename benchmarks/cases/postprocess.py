@@ -184,6 +184,7 @@ def run(ctx: Context) -> CaseResult:
         ("text-only", ctx.data_dir / "post-text", ctx.size(200 * MB, 6 * MB), False),
     ]
     rows, memory_rows = [], []
+    wholes: dict[str, float] = {}
     bound = python_us = 0.0  # pass 1's compiled calls alone, and the Python on top (text-only)
     try:
         for label, folder, size, inline in jobs:
@@ -210,6 +211,7 @@ def run(ctx: Context) -> CaseResult:
             timings = interleaved(variants, runs=runs)
             m = {name: t.median for name, t in timings.items()}
             pass1, whole = m["pass1"] / m["floor"], m["complete"] / m["floor both"]
+            wholes[label] = whole
             rows.append(
                 [
                     f"{label}: pass 1 (read_predictions)",
@@ -315,8 +317,16 @@ def run(ctx: Context) -> CaseResult:
             "a row of any other shape is parsed whole and read as before "
             "(`tests/unit/test_complete_typed_rows.py` holds the two readings equal). Pass 2 "
             "reads only the label of each staged line (the same kind of struct) and parses in "
-            "full only the lines `errors.jsonl` lists, which is what brought the whole complete "
-            "under its goal."
+            "full only the lines `errors.jsonl` lists: on its own it runs at about the floor of "
+            "the staged file, so what the whole text-only complete costs over the floor is "
+            f"pass 1's ({ratio(wholes['text-only'])} in this run"
+            + (
+                ", within its goal)."
+                if wholes["text-only"] <= WHOLE_GOAL
+                else "; on this machine the same code has measured 1.10-1.33x from run to run, "
+                "so the goal of 1.2x sits inside the noise, and only pass 1's per-row Python, "
+                "below, stands between it and a clear margin)."
+            )
         )
         result.notes.append(
             f"Why pass 1 cannot reach {PASS1_GOAL:.1f}x here: the row *compiled calls alone* "
