@@ -127,30 +127,46 @@ def read_row(row: dict[str, Any]) -> RowOutcome:
     response = row.get("response") or {}
     usage = usage_of(response) if isinstance(response, dict) else {}
     if status:
-        kind = "transient" if is_transient(str(status)) else "error_status"
-        return RowOutcome(False, str(status), kind, "", None, usage)
+        return _error_status(str(status), usage)
     candidates = response.get("candidates") if isinstance(response, dict) else None
     if not candidates:
         feedback = response.get("promptFeedback") if isinstance(response, dict) else None
-        reason = (feedback or {}).get("blockReason")
-        message = (
-            f"the prompt was blocked: {reason}" if reason else "the response has no candidates"
-        )
-        return RowOutcome(False, message, "blocked" if reason else "no_candidates", "", None, usage)
+        return _no_candidates((feedback or {}).get("blockReason"), usage)
     first = candidates[0] or {}
     finish = first.get("finishReason")
     parts = (first.get("content") or {}).get("parts") or []
     if not parts:
-        return RowOutcome(
-            False,
-            f"no content (finish reason {finish or 'unknown'})",
-            f"no_content_{finish or 'unknown'}".lower(),
-            "",
-            finish,
-            usage,
-        )
+        return _no_content(finish, usage)
     text = "".join(p.get("text", "") for p in parts if isinstance(p, dict) and not p.get("thought"))
     return RowOutcome(True, None, "ok", text, finish, usage)
+
+
+def _error_status(status: str, usage: dict[str, int]) -> RowOutcome:
+    """A row the batch job answered with an error status."""
+    kind = "transient" if is_transient(status) else "error_status"
+    return RowOutcome(False, status, kind, "", None, usage)
+
+
+def _no_candidates(block_reason: str | None, usage: dict[str, int]) -> RowOutcome:
+    """A response with no candidates: its prompt was blocked, or the model gave none."""
+    if block_reason:
+        return RowOutcome(
+            False, f"the prompt was blocked: {block_reason}", "blocked", "", None, usage
+        )
+    return RowOutcome(False, "the response has no candidates", "no_candidates", "", None, usage)
+
+
+def _no_content(finish: str | None, usage: dict[str, int]) -> RowOutcome:
+    """A first candidate with no parts (a safety stop, say): it counts as failed."""
+    reason = finish or "unknown"
+    return RowOutcome(
+        False,
+        f"no content (finish reason {reason})",
+        f"no_content_{reason}".lower(),
+        "",
+        finish,
+        usage,
+    )
 
 
 def is_transient(status: str) -> bool:
@@ -668,28 +684,13 @@ def _typed_failure(row: Any, response: _Response | None) -> RowOutcome:
     by _read_file's loop itself): an error status, no candidates, or a candidate without
     content. Its usage is left out: the caller has it as a struct, and hands Tally.take a dict
     of it."""
-    status = row.status
-    if status:
-        kind = "transient" if is_transient(status) else "error_status"
-        return RowOutcome(False, status, kind, "", None, _NO_USAGE)
+    if row.status:
+        return _error_status(row.status, _NO_USAGE)
     candidates = response.candidates if response is not None else None
     if not candidates:
         feedback = response.promptFeedback if response is not None else None
-        reason = feedback.blockReason if feedback is not None else None
-        message = (
-            f"the prompt was blocked: {reason}" if reason else "the response has no candidates"
-        )
-        kind = "blocked" if reason else "no_candidates"
-        return RowOutcome(False, message, kind, "", None, _NO_USAGE)
-    finish = candidates[0].finishReason
-    return RowOutcome(
-        False,
-        f"no content (finish reason {finish or 'unknown'})",
-        f"no_content_{finish or 'unknown'}".lower(),
-        "",
-        finish,
-        _NO_USAGE,
-    )
+        return _no_candidates(feedback.blockReason if feedback is not None else None, _NO_USAGE)
+    return _no_content(candidates[0].finishReason, _NO_USAGE)
 
 
 def _typed_result(
