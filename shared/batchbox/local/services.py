@@ -243,14 +243,20 @@ class ServiceGroup:
 
     SIGTERM and SIGHUP are turned into KeyboardInterrupt while the group is open, so the same
     clean-up runs as for Ctrl-C; while it stops, those signals and Ctrl-C are held off, so that a
-    second one cannot cut the clean-up short. Should this process end without any clean-up
-    (SIGKILL), the group's :class:`~batchbox.local.lifeline.Lifeline` stops its processes.
+    second one cannot cut the clean-up short, and delivered once it is done. Should this process
+    end without any clean-up (SIGKILL), the group's :class:`~batchbox.local.lifeline.Lifeline`
+    stops its processes.
+
+    The group also remembers that it was interrupted: Python loses a KeyboardInterrupt raised
+    while a finalizer runs on the main thread (a connection pool's, say), and
+    :meth:`check_interrupted` lets a start that was asked to stop stop all the same.
     """
 
     def __init__(self, *, lifeline_log: Path | None = None) -> None:
         self._services: list[Service] = []
         self._previous: dict[int, Any] = {}
         self.lifeline = Lifeline(log_path=lifeline_log)
+        self.interrupted: int | None = None  # the first stop signal while the group was open
 
     def start(self, service: Service) -> Service:
         self.launch([service])
@@ -266,10 +272,22 @@ class ServiceGroup:
             service.start()
 
     def __enter__(self) -> Self:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
+        for sig in HELD_SIGNALS:
             with contextlib.suppress(ValueError):  # not in the main thread: leave signals alone
-                self._previous[sig] = signal.signal(sig, _raise_interrupt)
+                self._previous[sig] = signal.signal(sig, self._interrupt)
         return self
+
+    def _interrupt(self, signum: int, frame: FrameType | None) -> None:
+        if self.interrupted is None:
+            self.interrupted = signum
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def check_interrupted(self) -> None:
+        """Raise KeyboardInterrupt if a stop signal came while the group was open."""
+        if self.interrupted is not None:
+            self._interrupt(self.interrupted, None)
 
     def __exit__(
         self,
@@ -277,9 +295,11 @@ class ServiceGroup:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        with signals_held():
-            self.stop_all()
-        self.restore_signals()
+        try:
+            with signals_held():
+                self.stop_all()
+        finally:
+            self.restore_signals()
 
     def stop_all(self, *, grace: float = STOP_GRACE_SECONDS) -> None:
         """Stop every service started, then let the lifeline's watcher go."""
@@ -288,7 +308,7 @@ class ServiceGroup:
         self.lifeline.close()
 
     def restore_signals(self) -> None:
-        """Put back the SIGTERM and SIGHUP handlers there were before the group opened."""
+        """Put back the signal handlers there were before the group opened."""
         previous, self._previous = self._previous, {}
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -297,23 +317,27 @@ class ServiceGroup:
         return iter(self._services)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 @contextlib.contextmanager
 def signals_held() -> Iterator[None]:
-    """Ignore Ctrl-C, SIGTERM and SIGHUP inside the block (main thread only): a clean-up that a
-    second signal cut short would leave processes behind."""
+    """Hold off Ctrl-C, SIGTERM and SIGHUP inside the block (main thread only), then deliver the
+    first that came to the handler there was before: a clean-up that a signal cut short would
+    leave processes behind, and a start whose signal was dropped would go on."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in HELD_SIGNALS}
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in HELD_SIGNALS}
     try:
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 # --- The emulators -----------------------------------------------------------------------------

@@ -164,12 +164,15 @@ class LocalStack:
         for attempt in range(1, PORT_ATTEMPTS + 1):
             # SIGTERM/SIGHUP now raise KeyboardInterrupt; the group's lifeline stops every process
             # started should this process be killed outright.
-            self._group = ServiceGroup(lifeline_log=self.log_dir / "lifeline.log").__enter__()
+            group = ServiceGroup(lifeline_log=self.log_dir / "lifeline.log").__enter__()
+            self._group = group
             try:
                 self._start()
+                group.check_interrupted()  # asked to stop, though its KeyboardInterrupt was lost
                 break
             except PortClash as clash:
-                self.stop()
+                self.stop()  # a signal held meanwhile is delivered as it ends
+                group.check_interrupted()
                 if attempt == PORT_ATTEMPTS or clash.port in self._given_ports():
                     raise
                 log.warning("%s; starting again on other ports", clash)
@@ -274,30 +277,37 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything this stack started (safe to call more than once). Ctrl-C, SIGTERM and
-        SIGHUP are held off meanwhile: a second one must not leave processes behind."""
-        group, self._group = self._group, None
-        with services.signals_held():
-            if self._env_written:
-                envfile.remove_env_file(self.env_file, owner_pid=os.getpid())
-                self._env_written = False
-            if self._supervisor is not None:
-                self._supervisor.stop()
-                self._supervisor = None
-            if self._scheduler is not None:
-                self._scheduler.stop()
-                self._scheduler = None
-            self._close_clients()
+        SIGHUP are held off meanwhile, and delivered once it is done: a second one must not leave
+        processes behind."""
+        group = None
+        try:
+            with services.signals_held():
+                group, self._group = self._group, None
+                self._stop(group)
+        finally:
             if group is not None:
-                # The functions first, while the emulators they call are still up: a request in
-                # flight then ends at once instead of retrying against an emulator that is gone
-                # (gunicorn waits for it).
-                services.stop_services(self._functions, grace=FUNCTION_STOP_GRACE_SECONDS)
-                group.stop_all()
-            if self._owner_written:
-                lifeline.remove_owner(self.owner_file)
-                self._owner_written = False
+                group.restore_signals()
+
+    def _stop(self, group: ServiceGroup | None) -> None:
+        if self._env_written:
+            envfile.remove_env_file(self.env_file, owner_pid=os.getpid())
+            self._env_written = False
+        if self._supervisor is not None:
+            self._supervisor.stop()
+            self._supervisor = None
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
+        self._close_clients()
         if group is not None:
-            group.restore_signals()
+            # The functions first, while the emulators they call are still up: a request in
+            # flight then ends at once instead of retrying against an emulator that is gone
+            # (gunicorn waits for it).
+            services.stop_services(self._functions, grace=FUNCTION_STOP_GRACE_SECONDS)
+            group.stop_all()
+        if self._owner_written:
+            lifeline.remove_owner(self.owner_file)
+            self._owner_written = False
 
     def check_alive(self) -> None:
         """Raises ServiceError if a process of the stack has exited."""
