@@ -26,6 +26,49 @@ def test_health(emulator: EmulatorServer) -> None:
         assert response.read() == b"ok"
 
 
+def test_connections_are_kept_alive_across_requests_and_errors(
+    emulator: EmulatorServer, project: str, bucket: storage.Bucket
+) -> None:
+    """One connection carries a create (a request body), a get, a 404 and a malformed body in
+    turn, as a client's pool reuses it against Vertex AI."""
+    import http.client
+
+    source = upload(bucket, [line("hello")])
+    jobs = f"/v1/projects/{project}/locations/us-central1/batchPredictionJobs"
+    headers = {"Authorization": "Bearer local", "Content-Type": "application/json"}
+    connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=10)
+    body = {
+        "displayName": "kept-alive",
+        "model": f"publishers/google/models/{MODEL}",
+        "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [source]}},
+        "outputConfig": {
+            "predictionsFormat": "jsonl",
+            "gcsDestination": {"outputUriPrefix": f"gs://{bucket.name}/out/"},
+        },
+    }
+    answers = []
+    for method, path, payload in (
+        ("POST", jobs, json.dumps(body)),
+        ("GET", jobs + "/999", None),
+        ("POST", jobs, "{not json"),
+        ("GET", "/healthz", None),
+    ):
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        answers.append((response.status, response.getheader("Connection")))
+        response.read()
+    sockets = connection.sock
+    assert [status for status, _ in answers] == [200, 404, 400, 200]
+    assert all(value is None or value.lower() != "close" for _, value in answers), answers
+    assert connection.sock is sockets is not None  # never reopened
+    connection.close()
+
+
+def test_a_port_in_use_is_refused_at_start(emulator: EmulatorServer) -> None:
+    with pytest.raises(OSError, match="in use"):
+        EmulatorServer(port=emulator.port).start()
+
+
 def test_a_job_runs_to_success_with_rows_out_of_order(
     client: genai.Client, bucket: storage.Bucket, storage_client: storage.Client, project: str
 ) -> None:
