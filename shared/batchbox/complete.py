@@ -55,6 +55,7 @@ from batchbox.events import (
 )
 from batchbox.jsonl import CHUNK_SIZE, iter_lines
 from batchbox.keys import LINE_LABEL
+from batchbox.leases import StepLease
 from batchbox.logs import bind, get_logger
 from batchbox.models import BatchJob, InputFinished, InputRecord, Stage, VertexState
 from batchbox.ports import BlobStore
@@ -913,7 +914,7 @@ def handle_input_finished(message: InputFinished, deps: Deps) -> PublishedEvent 
             return event
 
 
-class _ProcessingLease:
+class _ProcessingLease(StepLease):
     """This worker's lease on post-processing a FINISHED input.
 
     Taken before the work starts, renewed every third of ``BATCHBOX_LEASE_SECONDS`` by a thread
@@ -924,16 +925,10 @@ class _ProcessingLease:
     """
 
     def __init__(self, record: InputRecord, deps: Deps, *, beat: float | None = None) -> None:
-        self._job_id = record.job_id
-        self._deps = deps
-        self._seconds = deps.settings.lease_seconds
-        self._beat = beat if beat is not None else self._seconds / 3
-        self.owner = secrets.token_hex(8)
+        super().__init__(record.job_id, secrets.token_hex(8), Stage.FINISHED, deps)
+        self._beat = beat if beat is not None else self.seconds / 3
         self.lost = False  # renewing found the input moved on (re-driven, or taken over)
         self._stop = threading.Event()
-
-    def mine(self, current: InputRecord) -> bool:
-        return current.stage is Stage.FINISHED and current.lease_owner == self.owner
 
     def take(self, record: InputRecord) -> InputRecord:
         """The record, leased to this worker; or, when another worker finished it meanwhile,
@@ -942,8 +937,8 @@ class _ProcessingLease:
         Raises:
             InProgressError: another worker holds the lease.
         """
-        now = self._deps.clock()
-        until = now + dt.timedelta(seconds=self._seconds)
+        now = self.deps.clock()
+        until = now + dt.timedelta(seconds=self.seconds)
 
         def take(current: InputRecord) -> InputRecord | None:
             if current.stage is not Stage.FINISHED or current.result_event is not None:
@@ -952,10 +947,10 @@ class _ProcessingLease:
                 return None
             return current.model_copy(update={"lease_until": until, "lease_owner": self.owner})
 
-        if (leased := self._deps.registry.update(record.job_id, take)) is not None:
+        if (leased := self.deps.registry.update(record.job_id, take)) is not None:
             log.info("post-processing input %s: %d job(s)", record.job_id, len(record.jobs))
             return leased
-        current = self._deps.registry.get(record.job_id)
+        current = self.deps.registry.get(record.job_id)
         if current is not None and current.result_event is not None:
             return current
         raise errors.InProgressError(
@@ -965,48 +960,27 @@ class _ProcessingLease:
     @contextmanager
     def held(self) -> Iterator[None]:
         """Renew the lease while the block runs; release it if the block fails."""
-        renewer = threading.Thread(target=self._renew, name=f"lease-{self._job_id}", daemon=True)
+        renewer = threading.Thread(target=self._renew, name=f"lease-{self.job_id}", daemon=True)
         renewer.start()
         try:
             yield
         except Exception:
             self._stop.set()
             renewer.join()
-            self._release()
+            self.release()
             raise
         finally:
             self._stop.set()
             renewer.join()
 
-    def _extended(self, current: InputRecord) -> InputRecord | None:
-        if not self.mine(current):
-            return None
-        until = self._deps.clock() + dt.timedelta(seconds=self._seconds)
-        return current.model_copy(update={"lease_until": until})
-
     def _renew(self) -> None:
         while not self._stop.wait(self._beat):
             try:
-                renewed = self._deps.registry.update(self._job_id, self._extended)
+                if not self.extend():
+                    self.lost = True
+                    return
             except errors.BatchboxError as exc:  # the next beat tries again
-                log.warning("could not renew the lease on input %s: %s", self._job_id, exc)
-                continue
-            if renewed is None:
-                self.lost = True
-                return
-
-    def _release(self) -> None:
-        try:
-            self._deps.registry.update(
-                self._job_id,
-                lambda c: (
-                    c.model_copy(update={"lease_until": None, "lease_owner": None})
-                    if self.mine(c)
-                    else None
-                ),
-            )
-        except errors.BatchboxError as exc:  # it runs out by itself
-            log.warning("could not release the lease on input %s: %s", self._job_id, exc)
+                log.warning("could not renew the lease on input %s: %s", self.job_id, exc)
 
 
 def _outputs(record: InputRecord) -> Outputs:

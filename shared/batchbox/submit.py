@@ -32,6 +32,7 @@ from batchbox import errors, jobs, outcomes
 from batchbox.deps import Deps
 from batchbox.events import Outcome, Outputs, Timings, ValidationIssue
 from batchbox.keys import LINE_LABEL, idempotency_key, job_id_for, job_prefix_uri
+from batchbox.leases import StepLease
 from batchbox.logs import bind, get_logger
 from batchbox.models import InputRecord, JobOptions, Stage, StorageObject
 from batchbox.options import OptionsError, resolve_options, spec_metadata
@@ -191,14 +192,11 @@ def advance(record: InputRecord, deps: Deps) -> InputRecord:
 # --- Leases ---------------------------------------------------------------------------------------
 
 
-class _Lease:
+class _Lease(StepLease):
     """This worker's lease on a RECEIVED record: renewed while it works, released on failure."""
 
     def __init__(self, record: InputRecord, deps: Deps) -> None:
-        self._job_id = record.job_id
-        self._owner = record.lease_owner
-        self._deps = deps
-        self._seconds = deps.settings.lease_seconds
+        super().__init__(record.job_id, record.lease_owner, Stage.RECEIVED, deps)
         self._renewed = deps.clock()
         self._lines = 0
 
@@ -212,30 +210,12 @@ class _Lease:
         self._lines += 1
         if self._lines % _LEASE_CHECK_LINES:
             return
-        now = self._deps.clock()
-        if (now - self._renewed).total_seconds() < self._seconds / 3:
+        now = self.deps.clock()
+        if (now - self._renewed).total_seconds() < self.seconds / 3:
             return
-        until = now + dt.timedelta(seconds=self._seconds)
-        renewed = self._deps.registry.update(
-            self._job_id,
-            lambda c: c.model_copy(update={"lease_until": until}) if self.mine(c) else None,
-        )
-        if renewed is None:
-            raise errors.InProgressError(f"input {self._job_id} was taken over by another worker")
+        if not self.extend():
+            raise errors.InProgressError(f"input {self.job_id} was taken over by another worker")
         self._renewed = now
-
-    def mine(self, current: InputRecord) -> bool:
-        return current.stage is Stage.RECEIVED and current.lease_owner == self._owner
-
-    def release(self) -> None:
-        self._deps.registry.update(
-            self._job_id,
-            lambda c: (
-                c.model_copy(update={"lease_until": None, "lease_owner": None})
-                if self.mine(c)
-                else None
-            ),
-        )
 
 
 @contextmanager

@@ -219,6 +219,35 @@ def test_a_retryable_failure_releases_the_lease_so_the_redelivery_starts_at_once
     assert record.stage is Stage.RUNNING and len(deps.batch.created) == 1
 
 
+def test_a_release_that_fails_leaves_the_first_error_and_the_lease_runs_out() -> None:
+    clock = Clock()
+    deps = make_deps(clock=clock)
+    obj = upload(deps, "x.jsonl", jsonl(*GOOD))
+    original_read, original_update = deps.blobs.open_read, deps.registry.update
+    registry_down = []
+
+    def failing_read(uri: str, *, generation=None):
+        registry_down.append(True)  # the registry fails from now on, the release with it
+        raise errors.RetryableError("503 reading the upload")
+
+    def update(job_id, mutation):
+        if registry_down:
+            raise errors.RetryableError("503 from the registry")
+        return original_update(job_id, mutation)
+
+    deps.blobs.open_read, deps.registry.update = failing_read, update
+    with pytest.raises(errors.RetryableError, match="reading the upload"):
+        handle_finalized(obj, event_time=None, deps=deps)
+
+    deps.blobs.open_read, deps.registry.update = original_read, original_update
+    left = deps.registry.get(job_id_for("inbox", "x.jsonl", "1"))
+    assert left.stage is Stage.RECEIVED and left.lease_owner is not None  # still leased
+    clock.advance(deps.settings.lease_seconds + 1)
+    run_tick(deps)  # the reconciler takes the input over once the lease has run out
+    assert deps.registry.get(left.job_id).stage is Stage.RUNNING
+    assert len(deps.batch.created) == 1
+
+
 def test_an_upload_over_the_shard_limits_becomes_several_jobs() -> None:
     deps = make_deps(make_settings(shard_max_requests=50, max_running_jobs=3))
     rows = [GOOD[0] | {"id": f"r{i}"} for i in range(230)]
