@@ -151,10 +151,12 @@ class TimedRegistry:
     ) -> InputRecord | None:
         return self._timed("update", job_id, mutate, known=known)  # type: ignore[return-value]
 
-    def pages(self, stages: Sequence[Stage], *, page_size: int) -> Iterator[list[InputRecord]]:
+    def pages(
+        self, stages: Sequence[Stage], *, page_size: int, after: str = ""
+    ) -> Iterator[list[InputRecord]]:
         """The time spent reading each page, while the caller waits for it, adds up under
         ``pages``; the work the caller does between pages does not."""
-        pages = self.inner.pages(stages, page_size=page_size)  # type: ignore[attr-defined]
+        pages = self.inner.pages(stages, page_size=page_size, after=after)  # type: ignore[attr-defined]
         while True:
             started = time.perf_counter()
             page = next(pages, None)

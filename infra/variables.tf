@@ -249,7 +249,7 @@ variable "submit_function" {
 }
 
 variable "poll_function" {
-  description = "Sizing of poll, the reconciler run on every tick (I/O bound, a few API calls per active job; it also resumes the intake of an upload whose submit worker died, so give it submit's memory and timeout). One instance suffices; overlapping ticks are safe. Its timeout is also the ack deadline of its Pub/Sub push subscription (at most 600 s)."
+  description = "Sizing of poll, the reconciler run on every tick (I/O bound, a few API calls per active job; it also resumes the intake of an upload whose submit worker died, so give it submit's memory and timeout). One instance suffices; overlapping ticks are safe. Its timeout is also the ack deadline of its Pub/Sub push subscription (at most 600 s). A tick starts job checks for half of it (BATCHBOX_POLL_BUDGET_SECONDS); the next tick goes on where it stopped."
   type = object({
     memory          = optional(string, "1Gi")
     cpu             = optional(string, "1")

@@ -57,6 +57,7 @@ class FakeBatchJobs:
     get_errors: dict[str, Exception] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    gets: list[str] = field(default_factory=list)  # every job read, in order
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
     crash_after_create: bool = False
 
@@ -81,6 +82,7 @@ class FakeBatchJobs:
         return job
 
     def get(self, name: str) -> BatchJobInfo:
+        self.gets.append(name)
         if name in self.get_errors:
             raise self.get_errors[name]
         if name not in self.jobs:

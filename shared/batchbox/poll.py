@@ -20,6 +20,12 @@ Once every page is read and every one of those checks has ended:
    finished (found by display name, never created twice);
 5. every ``sweep_seconds``, the inbox sweep claims inputs that never got a record at all.
 
+A tick starts checks for at most ``poll_budget_seconds``, so that it ends within the function's
+timeout however large the registry grows. When the budget runs out, the tick stops reading
+pages, lets the checks under way end and runs the other phases over what it read; the job id it
+stopped at goes into the ``poll`` marker, and the next tick starts just after it, going round to
+the first job id: every open input is reached in turn, none starved by those before it.
+
 The pages are no snapshot: an input that another worker moves while they are read is seen once
 or not at all this tick, never twice, and the next tick sees where it is. The stall watchdog
 runs on every ACTIVE job it reads. One job's trouble never stops the others: the first failure
@@ -30,7 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -64,6 +70,8 @@ class TickReport:
     stalled: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     errors: int = 0
+    # The job id at which the budget ran out ("": the tick read every open input).
+    stopped_after: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, name: str) -> None:
@@ -86,8 +94,10 @@ def run_tick(deps: Deps) -> TickReport:
     """
     report = TickReport()
     later = _Later()
+    resume_after = str((deps.registry.marker(MARKER) or {}).get("resume_after") or "")
+    deadline = deps.clock() + dt.timedelta(seconds=deps.settings.poll_budget_seconds)
     with _Pool(deps.settings.poll_concurrency, backlog=jobs.REGISTRY_PAGE) as checks:
-        for page in deps.registry.pages(OPEN_STAGES, page_size=jobs.REGISTRY_PAGE):
+        for page in _round_from(deps, resume_after):
             # This page's jobs start now; the next page is read while they run.
             for record in page:
                 for index, job in enumerate(record.jobs):
@@ -95,7 +105,23 @@ def run_tick(deps: Deps) -> TickReport:
                         report.count("checked")
                         checks.submit(_check, record, index, deps, report)
             later.keep(page)
+            if deps.clock() >= deadline:
+                report.stopped_after = page[-1].job_id
+                break
     failures = checks.failures
+    if report.stopped_after != resume_after:
+        try:
+            deps.registry.set_marker(MARKER, {"resume_after": report.stopped_after})
+        except errors.BatchboxError as exc:
+            failures.append(exc)
+    if report.stopped_after:
+        log.warning(
+            "tick: the budget of %d s ran out after %d job checks; the next tick goes on after "
+            "input %s",
+            deps.settings.poll_budget_seconds,
+            report.checked,
+            report.stopped_after,
+        )
     now = deps.clock()
     failures += _in_pool(later.finished, lambda r: _announce_if_due(r, deps, report), deps)
     stranded = [r for r in later.received if r.lease_over(now)]
@@ -120,6 +146,25 @@ def run_tick(deps: Deps) -> TickReport:
     if failures:
         raise failures[0]
     return report
+
+
+MARKER = "poll"  # where the last tick whose budget ran out stopped
+
+
+def _round_from(deps: Deps, after: str) -> Iterator[list[InputRecord]]:
+    """The pages of open inputs from just after job id ``after`` to the last, then from the
+    first up to ``after`` itself: one round of the registry, begun where the last tick
+    stopped."""
+    registry, size = deps.registry, jobs.REGISTRY_PAGE
+    yield from registry.pages(OPEN_STAGES, page_size=size, after=after)
+    if not after:
+        return
+    for page in registry.pages(OPEN_STAGES, page_size=size):
+        head = [record for record in page if record.job_id <= after]
+        if head:
+            yield head
+        if len(head) < len(page):
+            return
 
 
 @dataclass

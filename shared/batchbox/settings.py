@@ -156,6 +156,9 @@ class Settings(BaseModel):
 
     # Polling and the watchdog.
     poll_concurrency: int = Field(default=64, gt=0, le=256)
+    # How long a tick goes on starting job checks; what it has not reached by then, the next
+    # tick starts with (keep it well under the poll function's timeout).
+    poll_budget_seconds: int = Field(default=240, gt=0)
     max_running_jobs: int = Field(default=8, gt=0)
     notify_lease_seconds: int = Field(default=120, gt=0)
     reannounce_seconds: int = Field(default=3600, gt=0)

@@ -331,8 +331,8 @@ class PagedRegistry(MemoryRegistry):
         self.log: list[str] = []
         self.first_get = threading.Event()
 
-    def pages(self, stages, *, page_size):
-        pages = list(super().pages(stages, page_size=2))
+    def pages(self, stages, *, page_size, after=""):
+        pages = list(super().pages(stages, page_size=2, after=after))
         for number, page in enumerate(pages, start=1):
             if self.hold_last_page and number == len(pages):
                 assert self.first_get.wait(timeout=10), "no job was read before the last page"
@@ -415,6 +415,62 @@ def test_the_phases_after_the_checks_see_the_records_of_every_page() -> None:
     clock.advance(601)  # complete never processed the finished input: announced again
     report = run_tick(deps)
     assert report.notified == [records[0].job_id] and report.checked == 1
+
+
+class SlowPagesRegistry(PagedRegistry):
+    """Pages of two, each taking ``page_seconds`` of the clock to read."""
+
+    def __init__(self, clock: Clock, page_seconds: float) -> None:
+        super().__init__()
+        self.clock, self.page_seconds = clock, page_seconds
+
+    def pages(self, stages, *, page_size, after=""):
+        for page in super().pages(stages, page_size=page_size, after=after):
+            self.clock.advance(self.page_seconds)
+            yield page
+
+
+def checked_inputs(deps, records, before: int) -> list[str]:
+    """The inputs whose job was read from Vertex AI since the first ``before`` reads."""
+    by_job = {vjob(record): record.job_id for record in records}
+    return [by_job[name] for name in deps.batch.gets[before:]]
+
+
+def test_a_tick_over_its_budget_stops_and_the_next_goes_on_from_there() -> None:
+    clock = Clock()
+    registry = SlowPagesRegistry(clock, page_seconds=6)
+    deps = make_deps(
+        make_settings(max_running_jobs=100, poll_budget_seconds=10, poll_concurrency=1),
+        registry=registry,
+        clock=clock,
+    )
+    records = sorted((submitted(deps, f"f{i}.jsonl") for i in range(6)), key=lambda r: r.job_id)
+    ids = [record.job_id for record in records]
+
+    first = run_tick(deps)  # two pages of two, then the budget is spent
+    assert sorted(checked_inputs(deps, records, 0)) == ids[:4]
+    assert first.checked == 4 and first.stopped_after == ids[3]
+    assert deps.registry.marker("poll") == {"resume_after": ids[3]}
+
+    read = len(deps.batch.gets)
+    second = run_tick(deps)  # the last page, then round to the first: the rest first
+    assert sorted(checked_inputs(deps, records, read)) == sorted(ids[4:] + ids[:2])
+    assert second.stopped_after == ids[1]
+
+    read = len(deps.batch.gets)
+    registry.page_seconds = 0
+    third = run_tick(deps)  # time enough for one whole round, from after ids[1]
+    assert sorted(checked_inputs(deps, records, read)) == ids
+    assert third.stopped_after == "" and deps.registry.marker("poll") == {"resume_after": ""}
+
+
+def test_a_round_from_a_cursor_reaches_every_open_input_once() -> None:
+    deps, _, records = paged_deps(5)
+    ids = sorted(record.job_id for record in records)
+    deps.registry.set_marker("poll", {"resume_after": ids[2]})
+    report = run_tick(deps)
+    assert report.checked == 5 and report.stopped_after == ""
+    assert sorted(checked_inputs(deps, records, 0)) == ids
 
 
 def test_memory_registry_pages_follow_job_ids_from_a_cursor() -> None:

@@ -108,10 +108,13 @@ class FirestoreJobRegistry:
             f"updating job record {job_id}: still contended after {UPDATE_ATTEMPTS} attempts"
         )
 
-    def pages(self, stages: Sequence[Stage], *, page_size: int) -> Iterator[list[InputRecord]]:
+    def pages(
+        self, stages: Sequence[Stage], *, page_size: int, after: str = ""
+    ) -> Iterator[list[InputRecord]]:
         """One query a page, ordered by document id (Firestore's own order, so the automatic
         single-field index on ``stage`` serves it) and started after the last snapshot of the
-        page before: a cursor, never an offset, which Firestore would read and skip."""
+        page before (or the document id ``after``): a cursor, never an offset, which Firestore
+        would read and skip."""
         from google.cloud.firestore_v1.base_query import FieldFilter
         from google.cloud.firestore_v1.field_path import FieldPath
 
@@ -122,9 +125,9 @@ class FirestoreJobRegistry:
             .order_by(FieldPath.document_id())
             .limit(page_size)
         )
-        after = None
+        cursor: Any = {FieldPath.document_id(): after} if after else None
         while True:
-            page = query if after is None else query.start_after(after)
+            page = query if cursor is None else query.start_after(cursor)
             with translated("querying open job records"):
                 snapshots = list(page.stream())
             records = [r for snapshot in snapshots if (r := self._parse(snapshot)) is not None]
@@ -132,7 +135,7 @@ class FirestoreJobRegistry:
                 yield records
             if len(snapshots) < page_size:
                 return
-            after = snapshots[-1]
+            cursor = snapshots[-1]
 
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         from google.cloud import firestore

@@ -118,8 +118,9 @@ class MemoryRegistry:
             self.records[job_id] = changed
             return changed
 
-    def pages(self, stages: Sequence[Stage], *, page_size: int) -> Iterator[list[InputRecord]]:
-        after = ""
+    def pages(
+        self, stages: Sequence[Stage], *, page_size: int, after: str = ""
+    ) -> Iterator[list[InputRecord]]:
         while True:
             with self._lock:
                 page = heapq.nsmallest(
