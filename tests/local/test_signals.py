@@ -14,7 +14,7 @@ import time
 import pytest
 
 from batchbox.local import services
-from batchbox.local.services import ServiceGroup
+from batchbox.local.services import ServiceError, ServiceGroup
 
 
 def _signal_self(signum: int) -> None:
@@ -58,6 +58,32 @@ def test_a_clean_up_with_no_signal_ends_quietly() -> None:
         pass
 
     assert signal.getsignal(signal.SIGINT) == before
+
+
+class _SignalledWhileStopping(ServiceGroup):
+    """A group that gets Ctrl-C while it stops its services."""
+
+    def stop_all(self, *, grace: float = services.STOP_GRACE_SECONDS) -> None:
+        _signal_self(signal.SIGINT)
+        super().stop_all(grace=grace)
+
+
+def test_a_ctrl_c_while_a_group_stops_after_its_work_interrupts_once_it_stopped() -> None:
+    def work() -> None:
+        with _SignalledWhileStopping():
+            pass
+
+    with pytest.raises(KeyboardInterrupt):
+        work()
+
+
+def test_a_ctrl_c_while_a_group_stops_after_an_error_leaves_the_error_as_it_is() -> None:
+    def work() -> None:
+        with _SignalledWhileStopping():
+            raise ServiceError("the Pub/Sub emulator exited with code 1 while starting")
+
+    with pytest.raises(ServiceError, match="exited with code 1"):
+        work()
 
 
 class _Finalized:

@@ -296,7 +296,7 @@ class ServiceGroup:
         tb: TracebackType | None,
     ) -> None:
         try:
-            with signals_held():
+            with signals_held(deliver=exc_type is None):
                 self.stop_all()
         finally:
             self.restore_signals()
@@ -318,10 +318,15 @@ class ServiceGroup:
 
 
 @contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold off Ctrl-C, SIGTERM and SIGHUP inside the block (main thread only), then deliver the
-    first that came to the handler there was before: a clean-up that a signal cut short would
-    leave processes behind, and a start whose signal was dropped would go on."""
+def signals_held(*, deliver: bool = True) -> Iterator[None]:
+    """Hold off Ctrl-C, SIGTERM and SIGHUP inside the block (main thread only): a clean-up that a
+    signal cut short would leave processes behind.
+
+    With ``deliver``, the first signal that came is then delivered to the handler there was
+    before, so that a start whose signal came during a clean-up does not go on. Pass False
+    when the block runs because an exception is already on its way out: the signal would
+    replace it, and it already stops what was running.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -330,13 +335,20 @@ def signals_held() -> Iterator[None]:
     def hold(signum: int, frame: FrameType | None) -> None:
         held.append(signum)
 
-    previous = {sig: signal.signal(sig, hold) for sig in HELD_SIGNALS}
+    previous = {sig: signal.getsignal(sig) for sig in HELD_SIGNALS}
     try:
+        try:
+            for sig in HELD_SIGNALS:
+                signal.signal(sig, hold)
+        except KeyboardInterrupt:  # a signal came while the holds were put in place: held too
+            held.append(signal.SIGINT)
+            for sig in HELD_SIGNALS:
+                signal.signal(sig, hold)
         yield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if held:
+        if held and deliver:
             signal.raise_signal(held[0])
 
 

@@ -149,7 +149,7 @@ class LocalStack:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.stop(deliver_held=exc_type is None)
 
     def start(self) -> None:
         """Start everything and wait until it is ready.
@@ -177,7 +177,7 @@ class LocalStack:
                     raise
                 log.warning("%s; starting again on other ports", clash)
             except BaseException:
-                self.stop()
+                self.stop(deliver_held=False)
                 raise
         self.startup_seconds = time.monotonic() - began
 
@@ -275,13 +275,14 @@ class LocalStack:
         lifeline.write_owner(self.owner_file, self._group.lifeline.id)
         self._owner_written = True
 
-    def stop(self) -> None:
+    def stop(self, *, deliver_held: bool = True) -> None:
         """Stop everything this stack started (safe to call more than once). Ctrl-C, SIGTERM and
-        SIGHUP are held off meanwhile, and delivered once it is done: a second one must not leave
-        processes behind."""
+        SIGHUP are held off meanwhile: a second one must not leave processes behind. One that
+        came is delivered once the stop is done, unless ``deliver_held`` is False (the stop runs
+        because an exception is on its way out, which the signal would replace)."""
         group = None
         try:
-            with services.signals_held():
+            with services.signals_held(deliver=deliver_held):
                 group, self._group = self._group, None
                 self._stop(group)
         finally:
