@@ -152,11 +152,11 @@ class TimedRegistry:
         return self._timed("update", job_id, mutate, known=known)  # type: ignore[return-value]
 
     def pages(
-        self, stages: Sequence[Stage], *, page_size: int, after: str = ""
+        self, stages: Sequence[Stage], *, page_size: int, start: str = ""
     ) -> Iterator[list[InputRecord]]:
         """The time spent reading each page, while the caller waits for it, adds up under
         ``pages``; the work the caller does between pages does not."""
-        pages = self.inner.pages(stages, page_size=page_size, after=after)  # type: ignore[attr-defined]
+        pages = self.inner.pages(stages, page_size=page_size, start=start)  # type: ignore[attr-defined]
         while True:
             started = time.perf_counter()
             page = next(pages, None)

@@ -61,7 +61,7 @@ locals {
     BATCHBOX_STALL_WARNING_SECONDS = tostring(var.stall_warning_seconds)
     BATCHBOX_STALL_CANCEL_SECONDS  = tostring(var.stall_cancel_seconds)
     BATCHBOX_MAX_EVENT_AGE_SECONDS = tostring(var.max_event_age_seconds)
-    BATCHBOX_POLL_BUDGET_SECONDS   = tostring(floor(var.poll_function.timeout_seconds / 2))
+    BATCHBOX_POLL_BUDGET_SECONDS   = tostring(min(var.poll_budget_seconds, floor(var.poll_function.timeout_seconds / 2)))
     BATCHBOX_LOG_LEVEL             = var.log_level
   }
   function_environment = merge(var.extra_environment_variables, local.settings_environment)

@@ -200,6 +200,16 @@ variable "poll_schedule" {
   default     = "*/2 * * * *"
 }
 
+variable "poll_budget_seconds" {
+  description = "How long one poll tick starts job checks (BATCHBOX_POLL_BUDGET_SECONDS); the next tick starts where it stopped. Keep it under the interval of poll_schedule, so that ticks do not overlap; it is capped at half of poll_function's timeout."
+  type        = number
+  default     = 90
+  validation {
+    condition     = var.poll_budget_seconds >= 1
+    error_message = "poll_budget_seconds must be at least 1."
+  }
+}
+
 variable "poll_time_zone" {
   description = "Time zone the poll schedule is read in."
   type        = string
@@ -249,7 +259,7 @@ variable "submit_function" {
 }
 
 variable "poll_function" {
-  description = "Sizing of poll, the reconciler run on every tick (I/O bound, a few API calls per active job; it also resumes the intake of an upload whose submit worker died, so give it submit's memory and timeout). One instance suffices; overlapping ticks are safe. Its timeout is also the ack deadline of its Pub/Sub push subscription (at most 600 s). A tick starts job checks for half of it (BATCHBOX_POLL_BUDGET_SECONDS); the next tick goes on where it stopped."
+  description = "Sizing of poll, the reconciler run on every tick (I/O bound, a few API calls per active job; it also resumes the intake of an upload whose submit worker died, so give it submit's memory and timeout). One instance suffices; overlapping ticks are safe. Its timeout is also the ack deadline of its Pub/Sub push subscription (at most 600 s)."
   type = object({
     memory          = optional(string, "1Gi")
     cpu             = optional(string, "1")

@@ -21,10 +21,11 @@ Once every page is read and every one of those checks has ended:
 5. every ``sweep_seconds``, the inbox sweep claims inputs that never got a record at all.
 
 A tick starts checks for at most ``poll_budget_seconds``, so that it ends within the function's
-timeout however large the registry grows. When the budget runs out, the tick stops reading
-pages, lets the checks under way end and runs the other phases over what it read; the job id it
-stopped at goes into the ``poll`` marker, and the next tick starts just after it, going round to
-the first job id: every open input is reached in turn, none starved by those before it.
+timeout however large the registry grows. Once the budget is spent, no check starts (those
+already waiting in the pool end at once, unread); the tick reads the rest of the pages only for
+the other phases, which stay exact. The first input it did not check goes into the ``poll``
+marker, and the next tick starts there, going round to the first job id: every open input is
+reached in turn, none starved by those before it.
 
 The pages are no snapshot: an input that another worker moves while they are read is seen once
 or not at all this tick, never twice, and the next tick sees where it is. The stall watchdog
@@ -70,8 +71,8 @@ class TickReport:
     stalled: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     errors: int = 0
-    # The job id at which the budget ran out ("": the tick read every open input).
-    stopped_after: str = ""
+    # The first input left unchecked when the budget was spent ("": none was).
+    stopped_at: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, name: str) -> None:
@@ -94,33 +95,31 @@ def run_tick(deps: Deps) -> TickReport:
     """
     report = TickReport()
     later = _Later()
-    resume_after = str((deps.registry.marker(MARKER) or {}).get("resume_after") or "")
-    deadline = deps.clock() + dt.timedelta(seconds=deps.settings.poll_budget_seconds)
+    start = str((deps.registry.marker(MARKER) or {}).get("resume_at") or "")
+    budget = _Budget(deps, start)
     with _Pool(deps.settings.poll_concurrency, backlog=jobs.REGISTRY_PAGE) as checks:
-        for page in _round_from(deps, resume_after):
+        for page in _round_from(deps, start):
             # This page's jobs start now; the next page is read while they run.
             for record in page:
-                for index, job in enumerate(record.jobs):
-                    if record.stage is Stage.RUNNING and job.stage is JobStage.ACTIVE:
-                        report.count("checked")
-                        checks.submit(_check, record, index, deps, report)
+                active = [i for i, job in enumerate(record.jobs) if job.stage is JobStage.ACTIVE]
+                if record.stage is Stage.RUNNING and active and budget.left(record):
+                    for index in active:
+                        checks.submit(_check_in_budget, record, index, deps, report, budget)
             later.keep(page)
-            if deps.clock() >= deadline:
-                report.stopped_after = page[-1].job_id
-                break
     failures = checks.failures
-    if report.stopped_after != resume_after:
+    report.stopped_at = budget.resume_at()
+    if report.stopped_at != start:
         try:
-            deps.registry.set_marker(MARKER, {"resume_after": report.stopped_after})
+            deps.registry.set_marker(MARKER, {"resume_at": report.stopped_at})
         except errors.BatchboxError as exc:
             failures.append(exc)
-    if report.stopped_after:
-        log.warning(
-            "tick: the budget of %d s ran out after %d job checks; the next tick goes on after "
+    if report.stopped_at:
+        log.info(
+            "tick: the budget of %d s was spent after %d job checks; the next tick starts at "
             "input %s",
             deps.settings.poll_budget_seconds,
             report.checked,
-            report.stopped_after,
+            report.stopped_at,
         )
     now = deps.clock()
     failures += _in_pool(later.finished, lambda r: _announce_if_due(r, deps, report), deps)
@@ -148,23 +147,69 @@ def run_tick(deps: Deps) -> TickReport:
     return report
 
 
-MARKER = "poll"  # where the last tick whose budget ran out stopped
+MARKER = "poll"  # where the next tick starts its checks, after one whose budget was spent
 
 
-def _round_from(deps: Deps, after: str) -> Iterator[list[InputRecord]]:
-    """The pages of open inputs from just after job id ``after`` to the last, then from the
-    first up to ``after`` itself: one round of the registry, begun where the last tick
-    stopped."""
+def _round_from(deps: Deps, start: str) -> Iterator[list[InputRecord]]:
+    """The pages of open inputs from job id ``start`` to the last, then from the first up to
+    ``start``: one round of the registry, begun where the last tick's checks stopped."""
     registry, size = deps.registry, jobs.REGISTRY_PAGE
-    yield from registry.pages(OPEN_STAGES, page_size=size, after=after)
-    if not after:
+    yield from registry.pages(OPEN_STAGES, page_size=size, start=start)
+    if not start:
         return
     for page in registry.pages(OPEN_STAGES, page_size=size):
-        head = [record for record in page if record.job_id <= after]
+        head = [record for record in page if record.job_id < start]
         if head:
             yield head
         if len(head) < len(page):
             return
+
+
+class _Budget:
+    """The time a tick may start checks in, and the first input it left unchecked.
+
+    The tick asks before each input (``left``), and each check asks again as it starts, so that
+    the checks waiting in the pool when the time runs out end at once. The next tick starts at
+    the first input left unchecked, in the order of this tick's round.
+    """
+
+    def __init__(self, deps: Deps, start: str) -> None:
+        self._clock = deps.clock
+        self._deadline = deps.clock() + dt.timedelta(seconds=deps.settings.poll_budget_seconds)
+        self._start = start
+        self._spent = False
+        self._first_unchecked = ""
+        self._lock = threading.Lock()
+
+    def left(self, record: InputRecord) -> bool:
+        """Whether ``record``'s checks may start; if not, it is noted as left unchecked."""
+        if not self._spent and self._clock() >= self._deadline:
+            self._spent = True
+        if self._spent:
+            with self._lock:
+                first = self._first_unchecked
+                if not first or self._order(record.job_id) < self._order(first):
+                    self._first_unchecked = record.job_id
+        return not self._spent
+
+    def _order(self, job_id: str) -> tuple[bool, str]:
+        """Where ``job_id`` comes in a round from ``start``: the ids from it, then the rest."""
+        return (job_id < self._start, job_id)
+
+    def resume_at(self) -> str:
+        """The first input left unchecked in this tick's round ("": none was)."""
+        with self._lock:
+            return self._first_unchecked
+
+
+def _check_in_budget(
+    record: InputRecord, index: int, deps: Deps, report: TickReport, budget: _Budget
+) -> None:
+    """``_check``, unless the budget was spent while the check waited for a worker."""
+    if not budget.left(record):
+        return
+    report.count("checked")
+    _check(record, index, deps, report)
 
 
 @dataclass

@@ -86,10 +86,10 @@ class JobRegistry(Protocol):
         ...
 
     def pages(
-        self, stages: Sequence[Stage], *, page_size: int, after: str = ""
+        self, stages: Sequence[Stage], *, page_size: int, start: str = ""
     ) -> Iterator[list[InputRecord]]:
         """Every record in one of ``stages`` (a query, never a scan of Vertex), in job id order,
-        at most ``page_size`` records a page; only job ids after ``after``, when one is given.
+        at most ``page_size`` records a page; only job ids from ``start`` on, when one is given.
 
         Each page is read when the one before it has been taken, from a cursor after that page's
         last job id: memory stays flat, and a caller can work on one page while the next is

@@ -157,8 +157,8 @@ class Settings(BaseModel):
     # Polling and the watchdog.
     poll_concurrency: int = Field(default=64, gt=0, le=256)
     # How long a tick goes on starting job checks; what it has not reached by then, the next
-    # tick starts with (keep it well under the poll function's timeout).
-    poll_budget_seconds: int = Field(default=240, gt=0)
+    # tick starts with (keep it under the poll schedule's interval and the function's timeout).
+    poll_budget_seconds: int = Field(default=90, gt=0)
     max_running_jobs: int = Field(default=8, gt=0)
     notify_lease_seconds: int = Field(default=120, gt=0)
     reannounce_seconds: int = Field(default=3600, gt=0)

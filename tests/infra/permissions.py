@@ -76,6 +76,7 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "document_id": LOCAL,
             "limit": LOCAL,
             "start_after": LOCAL,
+            "start_at": LOCAL,
             "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
         },
         # The command line's listing (no function calls it).

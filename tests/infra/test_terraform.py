@@ -369,9 +369,12 @@ def test_every_variable_set_is_a_batchbox_setting(root: Module) -> None:
     assert not unknown, f"not settings of batchbox.settings.Settings: {sorted(unknown)}"
 
 
-def test_a_poll_tick_stops_starting_checks_at_half_its_timeout(root: Module) -> None:
+def test_a_poll_tick_stops_starting_checks_by_half_its_timeout(root: Module) -> None:
     budget = unwrap(_environment(root)["BATCHBOX_POLL_BUDGET_SECONDS"])
-    assert budget == "tostring(floor(var.poll_function.timeout_seconds / 2))"
+    assert budget == (
+        "tostring(min(var.poll_budget_seconds, floor(var.poll_function.timeout_seconds / 2)))"
+    )
+    assert root.variables["poll_budget_seconds"]["default"] < 120  # the schedule: every 2 min
     assert _env_names("poll_budget_seconds") == {"BATCHBOX_POLL_BUDGET_SECONDS"}
 
 

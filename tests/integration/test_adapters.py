@@ -168,13 +168,13 @@ def test_firestore_pages_read_every_record_of_the_stages_once_in_job_id_order(
     # A page size that divides the count exactly ends with an empty query, not an empty page.
     assert [len(page) for page in registry.pages([Stage.RECEIVED], page_size=23)] == [23]
     assert _in_stages(registry, [Stage.FINISHED]) == []
-    # From a job id on (where poll's last tick stopped): the ones after it, whether it exists.
+    # From a job id on (where poll's last tick stopped), whether it exists or not.
     open_stages = [Stage.RECEIVED, Stage.RUNNING]
-    after = [
-        r.job_id for page in registry.pages(open_stages, page_size=10, after="j040") for r in page
+    start = [
+        r.job_id for page in registry.pages(open_stages, page_size=10, start="j040") for r in page
     ]
-    assert after == [job_id for job_id in open_ids if job_id > "j040"]
-    between = registry.pages(open_stages, page_size=10, after="j040x")
+    assert start == [job_id for job_id in open_ids if job_id >= "j040"]
+    between = registry.pages(open_stages, page_size=10, start="j040x")
     assert [r.job_id for page in between for r in page] == [i for i in open_ids if i > "j040x"]
 
 

@@ -331,8 +331,8 @@ class PagedRegistry(MemoryRegistry):
         self.log: list[str] = []
         self.first_get = threading.Event()
 
-    def pages(self, stages, *, page_size, after=""):
-        pages = list(super().pages(stages, page_size=2, after=after))
+    def pages(self, stages, *, page_size, start=""):
+        pages = list(super().pages(stages, page_size=2, start=start))
         for number, page in enumerate(pages, start=1):
             if self.hold_last_page and number == len(pages):
                 assert self.first_get.wait(timeout=10), "no job was read before the last page"
@@ -417,60 +417,81 @@ def test_the_phases_after_the_checks_see_the_records_of_every_page() -> None:
     assert report.notified == [records[0].job_id] and report.checked == 1
 
 
-class SlowPagesRegistry(PagedRegistry):
-    """Pages of two, each taking ``page_seconds`` of the clock to read."""
+class SlowGets(FakeBatchJobs):
+    """Each read of a job takes ``seconds`` of ``clock``."""
 
-    def __init__(self, clock: Clock, page_seconds: float) -> None:
-        super().__init__()
-        self.clock, self.page_seconds = clock, page_seconds
+    clock: Clock
+    seconds: float = 0.0
 
-    def pages(self, stages, *, page_size, after=""):
-        for page in super().pages(stages, page_size=page_size, after=after):
-            self.clock.advance(self.page_seconds)
-            yield page
+    def get(self, name: str):
+        self.clock.advance(self.seconds)
+        return super().get(name)
 
 
 def checked_inputs(deps, records, before: int) -> list[str]:
-    """The inputs whose job was read from Vertex AI since the first ``before`` reads."""
+    """The inputs whose job was read from Vertex AI, in order, after the first ``before``."""
     by_job = {vjob(record): record.job_id for record in records}
     return [by_job[name] for name in deps.batch.gets[before:]]
 
 
-def test_a_tick_over_its_budget_stops_and_the_next_goes_on_from_there() -> None:
+def test_a_tick_whose_budget_is_spent_stops_and_the_next_starts_there() -> None:
     clock = Clock()
-    registry = SlowPagesRegistry(clock, page_seconds=6)
+    batch = SlowGets()
+    batch.clock, batch.seconds = clock, 4
     deps = make_deps(
         make_settings(max_running_jobs=100, poll_budget_seconds=10, poll_concurrency=1),
-        registry=registry,
+        registry=PagedRegistry(),
+        batch=batch,
         clock=clock,
     )
-    records = sorted((submitted(deps, f"f{i}.jsonl") for i in range(6)), key=lambda r: r.job_id)
-    ids = [record.job_id for record in records]
+    records = [submitted(deps, f"f{i}.jsonl") for i in range(6)]
+    ids = sorted(record.job_id for record in records)
 
-    first = run_tick(deps)  # two pages of two, then the budget is spent
-    assert sorted(checked_inputs(deps, records, 0)) == ids[:4]
-    assert first.checked == 4 and first.stopped_after == ids[3]
-    assert deps.registry.marker("poll") == {"resume_after": ids[3]}
+    first = run_tick(deps)  # three reads of 4 s: the fourth would start after the budget
+    assert checked_inputs(deps, records, 0) == ids[:3]
+    assert first.checked == 3 and first.stopped_at == ids[3]
+    assert deps.registry.marker("poll") == {"resume_at": ids[3]}
 
-    read = len(deps.batch.gets)
-    second = run_tick(deps)  # the last page, then round to the first: the rest first
-    assert sorted(checked_inputs(deps, records, read)) == sorted(ids[4:] + ids[:2])
-    assert second.stopped_after == ids[1]
+    second = run_tick(deps)  # from there to the last, then round to the first
+    assert checked_inputs(deps, records, 3) == ids[3:]
+    assert second.stopped_at == ids[0]
 
-    read = len(deps.batch.gets)
-    registry.page_seconds = 0
-    third = run_tick(deps)  # time enough for one whole round, from after ids[1]
-    assert sorted(checked_inputs(deps, records, read)) == ids
-    assert third.stopped_after == "" and deps.registry.marker("poll") == {"resume_after": ""}
+    batch.seconds = 0
+    third = run_tick(deps)  # time enough for a whole round, from the first
+    assert checked_inputs(deps, records, 6) == ids
+    assert third.stopped_at == "" and deps.registry.marker("poll") == {"resume_at": ""}
+
+
+def test_a_spent_budget_leaves_the_other_phases_every_record() -> None:
+    clock = Clock()
+    batch = SlowGets()
+    batch.clock, batch.seconds = clock, 20
+    deps = make_deps(
+        make_settings(max_running_jobs=2, poll_budget_seconds=10, poll_concurrency=1),
+        registry=PagedRegistry(),
+        batch=batch,
+        clock=clock,
+    )
+    running = sorted((submitted(deps, f"r{i}.jsonl") for i in range(2)), key=lambda r: r.job_id)
+    queued = handle_finalized(upload(deps, "z.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
+    assert job(deps, queued).stage is JobStage.QUEUED
+    for record in running:
+        batch.set_state(vjob(record), VertexState.SUCCEEDED)
+
+    report = run_tick(deps)  # one read, then the budget is spent: the other job is not read
+    assert report.checked == 1 and report.finished == [running[0].job_id]
+    # The queued input, last in the round, takes the room the finished job made.
+    assert report.submitted == [f"{queued.job_id}/s0000a0"]
 
 
 def test_a_round_from_a_cursor_reaches_every_open_input_once() -> None:
     deps, _, records = paged_deps(5)
     ids = sorted(record.job_id for record in records)
-    deps.registry.set_marker("poll", {"resume_after": ids[2]})
+    deps.registry.set_marker("poll", {"resume_at": ids[2]})
     report = run_tick(deps)
-    assert report.checked == 5 and report.stopped_after == ""
+    assert report.checked == 5 and report.stopped_at == ""
     assert sorted(checked_inputs(deps, records, 0)) == ids
+    assert checked_inputs(deps, records, 0)[:3] == ids[2:]  # from the cursor on, then round
 
 
 def test_memory_registry_pages_follow_job_ids_from_a_cursor() -> None:

@@ -109,12 +109,12 @@ class FirestoreJobRegistry:
         )
 
     def pages(
-        self, stages: Sequence[Stage], *, page_size: int, after: str = ""
+        self, stages: Sequence[Stage], *, page_size: int, start: str = ""
     ) -> Iterator[list[InputRecord]]:
         """One query a page, ordered by document id (Firestore's own order, so the automatic
         single-field index on ``stage`` serves it) and started after the last snapshot of the
-        page before (or the document id ``after``): a cursor, never an offset, which Firestore
-        would read and skip."""
+        page before (the first at the document id ``start``): a cursor, never an offset, which
+        Firestore would read and skip."""
         from google.cloud.firestore_v1.base_query import FieldFilter
         from google.cloud.firestore_v1.field_path import FieldPath
 
@@ -125,9 +125,8 @@ class FirestoreJobRegistry:
             .order_by(FieldPath.document_id())
             .limit(page_size)
         )
-        cursor: Any = {FieldPath.document_id(): after} if after else None
+        page = query.start_at({FieldPath.document_id(): start}) if start else query
         while True:
-            page = query if cursor is None else query.start_after(cursor)
             with translated("querying open job records"):
                 snapshots = list(page.stream())
             records = [r for snapshot in snapshots if (r := self._parse(snapshot)) is not None]
@@ -135,7 +134,7 @@ class FirestoreJobRegistry:
                 yield records
             if len(snapshots) < page_size:
                 return
-            cursor = snapshots[-1]
+            page = query.start_after(snapshots[-1])
 
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         from google.cloud import firestore

@@ -119,20 +119,23 @@ class MemoryRegistry:
             return changed
 
     def pages(
-        self, stages: Sequence[Stage], *, page_size: int, after: str = ""
+        self, stages: Sequence[Stage], *, page_size: int, start: str = ""
     ) -> Iterator[list[InputRecord]]:
+        def wanted(record: InputRecord) -> bool:
+            return record.stage in stages and record.job_id >= start
+
         while True:
             with self._lock:
                 page = heapq.nsmallest(
                     page_size,
-                    (r for r in self.records.values() if r.stage in stages and r.job_id > after),
+                    (r for r in self.records.values() if wanted(r)),
                     key=lambda r: r.job_id,
                 )
             if page:
                 yield page
             if len(page) < page_size:
                 return
-            after = page[-1].job_id
+            start = page[-1].job_id + "\0"  # the least id after it
 
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         with self._lock:
