@@ -962,16 +962,17 @@ class _ProcessingLease(StepLease):
         """Renew the lease while the block runs; release it if the block fails."""
         renewer = threading.Thread(target=self._renew, name=f"lease-{self.job_id}", daemon=True)
         renewer.start()
+        failed = False
         try:
             yield
         except Exception:
-            self._stop.set()
-            renewer.join()
-            self.release()
+            failed = True
             raise
         finally:
             self._stop.set()
             renewer.join()
+            if failed:  # released once the renewer has stopped, so that it cannot renew it
+                self.release()
 
     def _renew(self) -> None:
         while not self._stop.wait(self._beat):

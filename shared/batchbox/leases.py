@@ -22,6 +22,8 @@ class StepLease:
     """``owner``'s lease on input ``job_id`` while it is in ``stage``: extended, then released."""
 
     def __init__(self, job_id: str, owner: str | None, stage: Stage, deps: Deps) -> None:
+        if not owner:  # no owner would make every unleased record this worker's
+            raise ValueError(f"a lease on input {job_id} needs an owner")
         self.job_id = job_id
         self.owner = owner
         self.stage = stage
