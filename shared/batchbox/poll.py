@@ -21,11 +21,13 @@ Once every page is read and every one of those checks has ended:
 5. every ``sweep_seconds``, the inbox sweep claims inputs that never got a record at all.
 
 A tick starts checks for at most ``poll_budget_seconds``, so that it ends within the function's
-timeout however large the registry grows. Once the budget is spent, no check starts (those
-already waiting in the pool end at once, unread); the tick reads the rest of the pages only for
-the other phases, which stay exact. The first input it did not check goes into the ``poll``
-marker, and the next tick starts there, going round to the first job id: every open input is
-reached in turn, none starved by those before it.
+timeout however many jobs are running. RUNNING inputs are read in rounds: once the budget is
+spent, no check starts (those already waiting in the pool end at once, unread), no further page
+is read, and the first input left unchecked goes into the ``poll`` marker; the next tick starts
+there, going round to the first job id. Every running input is reached in turn, none starved by
+those before it. The inputs of the other open stages (RECEIVED, FINISHED: a few, each a step to
+take now) are read whole on every tick. Queued jobs are submitted from the RUNNING inputs the
+tick read, so in a tick that spent its budget, oldest first means oldest among those.
 
 The pages are no snapshot: an input that another worker moves while they are read is seen once
 or not at all this tick, never twice, and the next tick sees where it is. The stall watchdog
@@ -102,11 +104,18 @@ def run_tick(deps: Deps) -> TickReport:
             # This page's jobs start now; the next page is read while they run.
             for record in page:
                 active = [i for i, job in enumerate(record.jobs) if job.stage is JobStage.ACTIVE]
-                if record.stage is Stage.RUNNING and active and budget.left(record):
+                if active and budget.left(record):
                     for index in active:
                         checks.submit(_check_in_budget, record, index, deps, report, budget)
             later.keep(page)
+            if budget.spent:
+                break
     failures = checks.failures
+    try:  # the other open stages, read whole: a few records, each a step to take now
+        for page in deps.registry.pages(_OTHER_STAGES, page_size=jobs.REGISTRY_PAGE):
+            later.keep(page)
+    except errors.BatchboxError as exc:
+        failures.append(exc)
     report.stopped_at = budget.resume_at()
     if report.stopped_at != start:
         try:
@@ -150,14 +159,19 @@ def run_tick(deps: Deps) -> TickReport:
 MARKER = "poll"  # where the next tick starts its checks, after one whose budget was spent
 
 
+# The inputs whose jobs are checked, in rounds; the rest are read whole on every tick.
+_ROUND_STAGES = (Stage.RUNNING,)
+_OTHER_STAGES = tuple(stage for stage in OPEN_STAGES if stage not in _ROUND_STAGES)
+
+
 def _round_from(deps: Deps, start: str) -> Iterator[list[InputRecord]]:
-    """The pages of open inputs from job id ``start`` to the last, then from the first up to
+    """The pages of RUNNING inputs from job id ``start`` to the last, then from the first up to
     ``start``: one round of the registry, begun where the last tick's checks stopped."""
     registry, size = deps.registry, jobs.REGISTRY_PAGE
-    yield from registry.pages(OPEN_STAGES, page_size=size, start=start)
+    yield from registry.pages(_ROUND_STAGES, page_size=size, start=start)
     if not start:
         return
-    for page in registry.pages(OPEN_STAGES, page_size=size):
+    for page in registry.pages(_ROUND_STAGES, page_size=size):
         head = [record for record in page if record.job_id < start]
         if head:
             yield head
@@ -177,20 +191,20 @@ class _Budget:
         self._clock = deps.clock
         self._deadline = deps.clock() + dt.timedelta(seconds=deps.settings.poll_budget_seconds)
         self._start = start
-        self._spent = False
+        self.spent = False
         self._first_unchecked = ""
         self._lock = threading.Lock()
 
     def left(self, record: InputRecord) -> bool:
         """Whether ``record``'s checks may start; if not, it is noted as left unchecked."""
-        if not self._spent and self._clock() >= self._deadline:
-            self._spent = True
-        if self._spent:
+        if not self.spent and self._clock() >= self._deadline:
+            self.spent = True
+        if self.spent:
             with self._lock:
                 first = self._first_unchecked
                 if not first or self._order(record.job_id) < self._order(first):
                     self._first_unchecked = record.job_id
-        return not self._spent
+        return not self.spent
 
     def _order(self, job_id: str) -> tuple[bool, str]:
         """Where ``job_id`` comes in a round from ``start``: the ids from it, then the rest."""

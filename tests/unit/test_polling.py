@@ -462,26 +462,31 @@ def test_a_tick_whose_budget_is_spent_stops_and_the_next_starts_there() -> None:
     assert third.stopped_at == "" and deps.registry.marker("poll") == {"resume_at": ""}
 
 
-def test_a_spent_budget_leaves_the_other_phases_every_record() -> None:
+def test_a_tick_that_spends_its_budget_still_takes_every_due_step_of_the_other_stages() -> None:
     clock = Clock()
     batch = SlowGets()
-    batch.clock, batch.seconds = clock, 20
+    batch.clock = clock
     deps = make_deps(
-        make_settings(max_running_jobs=2, poll_budget_seconds=10, poll_concurrency=1),
+        make_settings(
+            max_running_jobs=100,
+            poll_budget_seconds=10,
+            poll_concurrency=1,
+            reannounce_seconds=600,
+        ),
         registry=PagedRegistry(),
         batch=batch,
         clock=clock,
     )
-    running = sorted((submitted(deps, f"r{i}.jsonl") for i in range(2)), key=lambda r: r.job_id)
-    queued = handle_finalized(upload(deps, "z.jsonl", jsonl(*GOOD)), event_time=None, deps=deps)
-    assert job(deps, queued).stage is JobStage.QUEUED
-    for record in running:
-        batch.set_state(vjob(record), VertexState.SUCCEEDED)
+    finished = submitted(deps, "z.jsonl")  # last in job id order
+    batch.set_state(vjob(finished), VertexState.SUCCEEDED)
+    assert run_tick(deps).notified == [finished.job_id]
+    running = sorted((submitted(deps, f"r{i}.jsonl") for i in range(3)), key=lambda r: r.job_id)
+    clock.advance(601)  # complete never processed the finished input: due to be announced again
 
-    report = run_tick(deps)  # one read, then the budget is spent: the other job is not read
-    assert report.checked == 1 and report.finished == [running[0].job_id]
-    # The queued input, last in the round, takes the room the finished job made.
-    assert report.submitted == [f"{queued.job_id}/s0000a0"]
+    batch.seconds = 20
+    report = run_tick(deps)  # one read, and the budget is spent
+    assert report.checked == 1 and report.stopped_at == running[1].job_id
+    assert report.notified == [finished.job_id]
 
 
 def test_a_round_from_a_cursor_reaches_every_open_input_once() -> None:
