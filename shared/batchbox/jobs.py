@@ -245,7 +245,8 @@ def announce(record: InputRecord, deps: Deps) -> None:
     deps.registry.update(
         record.job_id,
         lambda current: (
-            current.model_copy(update={"notified_at": now})
+            # The announcement is made: its lease has done its work.
+            current.model_copy(update={"notified_at": now, "notify_lease_until": None})
             if current.stage is Stage.FINISHED
             else None
         ),

@@ -409,20 +409,28 @@ def _counts(counts: Counts | None) -> dict[str, int] | None:
 
 
 def announcement_due(record: InputRecord, settings: Settings, now: dt.datetime) -> bool:
-    """A FINISHED input is announced again when the worker announcing it died before recording
-    it (no ``notified_at`` once its lease ran out), when the worker post-processing it died (its
-    lease ran out: the redeliveries of the message were acknowledged while it held it), or when
+    """Whether a FINISHED input is to be announced (again) to complete.
+
+    Never while a worker holds the announcement lease (it is announcing it now). Otherwise:
+    when no announcement was recorded (the worker announcing it died first, its lease ran out);
+    as soon as the lease of the worker post-processing it ran out, if that worker took it after
+    the last announcement (it died: the redeliveries of the message were acknowledged while it
+    held it), and every ``notify_lease_seconds`` while no worker has taken it since; or when
     complete has still not processed it long after the announcement (its message went to the
-    dead-letter topic, say)."""
+    dead-letter topic, say).
+    """
     if record.stage is not Stage.FINISHED:
         return False
     if record.notify_lease_until is not None and record.notify_lease_until > now:
         return False
-    if record.notified_at is None:
+    announced = record.notified_at
+    if announced is None:
         return True
-    if record.lease_until is not None and record.lease_until <= now:
-        return True
-    return (now - record.notified_at).total_seconds() > settings.reannounce_seconds
+    since = (now - announced).total_seconds()
+    worked = record.lease_until
+    if worked is not None and worked <= now:
+        return worked > announced or since > settings.notify_lease_seconds
+    return since > settings.reannounce_seconds
 
 
 def _announce_if_due(record: InputRecord, deps: Deps, report: TickReport) -> None:
