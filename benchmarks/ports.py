@@ -168,9 +168,6 @@ class TimedRegistry:
     def missing(self, job_ids: Sequence[str]) -> set[str]:
         return self._timed("missing", job_ids)  # type: ignore[return-value]
 
-    def running_jobs(self) -> int:
-        return self._timed("running_jobs")  # type: ignore[return-value]
-
     def marker(self, name: str) -> dict[str, Any] | None:
         return self._timed("marker", name)  # type: ignore[return-value]
 

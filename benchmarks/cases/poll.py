@@ -268,12 +268,6 @@ def run(ctx: Context) -> CaseResult:
             f"{[f'{seconds:.2f} s, {checked}' for seconds, checked in budgeted]}"
         )
 
-        cap_count = _cap_count(vertex_url, records)
-        ctx.log(
-            f"the running-job count with {jobs:,} queued inputs: {cap_count[0]:.3f} s "
-            f"(a scan: {cap_count[1]:.3f} s)"
-        )
-
         parse = _parse_seconds(records)
         one_deps = _deps("bench-poll-subset", vertex_url, 1)
         _write_records(one_deps, "bench-poll-subset", records[:subset])
@@ -357,15 +351,6 @@ def run(ctx: Context) -> CaseResult:
             "that read every job once",
             f"{longest:.2f} s; {len(budgeted)} ticks "
             f"({', '.join(f'{checked:,}' for _, checked in budgeted)} jobs)",
-            None,
-        )
-    )
-    result.goals.append(
-        Goal(
-            f"the running-job cap counted with {jobs:,} inputs queued and 8 running: the query "
-            "of the inputs with running jobs, against a scan of every RUNNING input",
-            f"{cap_count[0] * 1000:,.0f} ms against {cap_count[1] * 1000:,.0f} ms "
-            f"({ratio(cap_count[1] / cap_count[0])} faster)",
             None,
         )
     )
@@ -518,34 +503,6 @@ def _timed_tick(deps: Deps, checked: int, *, changed: int) -> Breakdown:
         cpu,
         own,
     )
-
-
-def _cap_count(vertex_url: str, records: list[InputRecord]) -> tuple[float, float]:
-    """The time to count the jobs under the running-job cap (submit and poll do before they
-    submit) when every input but 8 waits QUEUED: the registry's query of the inputs with running
-    jobs, and the scan of every RUNNING input it replaced (median of 3 each)."""
-    collection = "bench-poll-queued"
-    deps = _deps(collection, vertex_url, CONCURRENCY)
-    queued = [
-        record if index < 8 else record.with_job(0, stage=JobStage.QUEUED, vertex_job=None)
-        for index, record in enumerate(records)
-    ]
-    _write_records(deps, collection, queued)
-    registry = deps.registry.inner  # type: ignore[attr-defined]
-
-    def scan() -> int:
-        pages = registry.pages((Stage.RUNNING,), page_size=REGISTRY_PAGE)
-        return sum(record.running_jobs for page in pages for record in page)
-
-    timings: dict[str, list[float]] = {"query": [], "scan": []}
-    for _ in range(3):
-        for name, count in (("query", registry.running_jobs), ("scan", scan)):
-            with stopwatch() as elapsed:
-                counted = count()
-            timings[name].append(elapsed())
-            if counted != 8:
-                raise AssertionError(f"the {name} counted {counted} running jobs, not 8")
-    return statistics.median(timings["query"]), statistics.median(timings["scan"])
 
 
 def _budgeted_round(deps: Deps, jobs: int) -> list[tuple[float, int]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterable
 
 from batchbox import errors
 from batchbox.deps import Deps
@@ -44,9 +45,15 @@ class Budget:
             self._room += 1
 
 
+def running_jobs(records: Iterable[InputRecord]) -> int:
+    return sum(job.running for record in records for job in record.jobs)
+
+
 def budget(deps: Deps) -> Budget:
     """The room under ``max_running_jobs``, from the registry as it stands now."""
-    return Budget(deps.settings.max_running_jobs - deps.registry.running_jobs())
+    pages = deps.registry.pages((Stage.RUNNING,), page_size=REGISTRY_PAGE)
+    running = sum(running_jobs(page) for page in pages)
+    return Budget(deps.settings.max_running_jobs - running)
 
 
 def needs_submit(job: BatchJob, now: dt.datetime) -> bool:

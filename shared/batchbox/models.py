@@ -10,7 +10,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 
 class VertexState(StrEnum):
@@ -241,13 +241,6 @@ class InputRecord(BaseModel):
         """The Vertex display name of one of its jobs: deterministic, so a crashed submit can
         find the job again instead of creating a second."""
         return f"batchbox-{self.job_id}-{job.slot}"
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def running_jobs(self) -> int:
-        """Its jobs that count toward the running-job cap (stored, so the registry can find
-        the inputs that have any without reading the others)."""
-        return sum(job.running for job in self.jobs)
 
     @property
     def shards(self) -> int:

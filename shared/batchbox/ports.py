@@ -98,11 +98,6 @@ class JobRegistry(Protocol):
         """
         ...
 
-    def running_jobs(self) -> int:
-        """The jobs counting toward the running-job cap, over every input: a query of the
-        inputs that have any (a few, under the cap), never a read of all the others."""
-        ...
-
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         """Up to ``limit`` records, newest first (for people: ``batchbox jobs``)."""
         ...

@@ -79,14 +79,6 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "start_at": LOCAL,
             "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
         },
-        # The inputs with running jobs, only that field read.
-        "running_jobs": {
-            "collection": LOCAL,
-            "where": LOCAL,
-            "select": LOCAL,
-            "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
-            "get": LOCAL,
-        },
         # The command line's listing (no function calls it).
         "recent": {
             "collection": LOCAL,
@@ -170,7 +162,7 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "create"): frozenset({"database:registry"}),
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
-        ("registry", "running_jobs"): frozenset({"database:registry"}),
+        ("registry", "pages"): frozenset({"database:registry"}),
         # A BigQuery source is checked and read; a destination's dataset is looked up.
         ("tables", "table"): frozenset({"var:bigquery_datasets"}),
         ("tables", "dataset_location"): frozenset({"var:bigquery_datasets"}),
@@ -192,7 +184,6 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
         ("registry", "pages"): frozenset({"database:registry"}),
-        ("registry", "running_jobs"): frozenset({"database:registry"}),
         ("registry", "missing"): frozenset({"database:registry"}),
         ("registry", "marker"): frozenset({"database:registry"}),
         ("registry", "set_marker"): frozenset({"database:registry"}),
@@ -214,7 +205,7 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("blobs", "delete"): frozenset({"bucket:output/prefix"}),
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
-        ("registry", "running_jobs"): frozenset({"database:registry"}),
+        ("registry", "pages"): frozenset({"database:registry"}),
         # A BigQuery destination is counted with queries (jobs of the project, reading it).
         ("tables", "query"): frozenset({"project", "var:bigquery_datasets"}),
         # A re-drive submits the input's next attempt.

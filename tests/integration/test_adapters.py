@@ -12,7 +12,7 @@ from batchbox import errors
 from batchbox.adapters.firestore import FirestoreJobRegistry
 from batchbox.adapters.gcs import GcsBlobStore
 from batchbox.adapters.pubsub import PubSubPublisher
-from batchbox.models import BatchJob, InputRecord, JobStage, Stage
+from batchbox.models import InputRecord, Stage
 
 pytestmark = pytest.mark.emulators
 
@@ -176,34 +176,6 @@ def test_firestore_pages_read_every_record_of_the_stages_once_in_job_id_order(
     assert start == [job_id for job_id in open_ids if job_id >= "j040"]
     between = registry.pages(open_stages, page_size=10, start="j040x")
     assert [r.job_id for page in between for r in page] == [i for i in open_ids if i > "j040x"]
-
-
-def _with_jobs(job_id: str, *stages: JobStage) -> InputRecord:
-    jobs = tuple(
-        BatchJob(shard=i, stage=stage, lines=1, source_uri="gs://o/s", dest_uri="gs://o/d/")
-        for i, stage in enumerate(stages)
-    )
-    return _record(job_id).model_copy(update={"stage": Stage.RUNNING, "jobs": jobs})
-
-
-def test_firestore_counts_running_jobs_from_the_inputs_that_have_any(
-    registry: FirestoreJobRegistry,
-) -> None:
-    assert registry.running_jobs() == 0
-    registry.create(_with_jobs("a", JobStage.ACTIVE, JobStage.SUBMITTING, JobStage.DONE))
-    registry.create(_with_jobs("b", JobStage.QUEUED, JobStage.QUEUED))
-    registry.create(_with_jobs("c", JobStage.ACTIVE))
-    registry.create(_record("d"))
-    assert registry.running_jobs() == 3
-
-    def done(record: InputRecord) -> InputRecord:
-        return record.with_job(0, stage=JobStage.DONE)
-
-    registry.update("c", done)  # its one job ended: the input no longer counts
-    registry.update("b", lambda r: r.with_job(1, stage=JobStage.ACTIVE))
-    assert registry.running_jobs() == 3
-    stored = registry.client.collection(registry._collection).document("a").get().to_dict()
-    assert stored["running_jobs"] == 2  # kept in the document, for the query
 
 
 def test_firestore_pages_are_read_as_they_are_taken_from_a_cursor(

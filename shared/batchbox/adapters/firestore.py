@@ -136,20 +136,6 @@ class FirestoreJobRegistry:
                 return
             page = query.start_after(snapshots[-1])
 
-    def running_jobs(self) -> int:
-        """One query of the inputs whose stored ``running_jobs`` is above 0 (Firestore's
-        automatic single-field index serves it), only that field read."""
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        query = (
-            self.client.collection(self._collection)
-            .where(filter=FieldFilter("running_jobs", ">", 0))
-            .select(["running_jobs"])
-        )
-        with translated("counting running jobs"):
-            counts = [snapshot.get("running_jobs") for snapshot in query.stream()]
-        return sum(count for count in counts if isinstance(count, int))
-
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         from google.cloud import firestore
 
