@@ -99,25 +99,33 @@ def run_tick(deps: Deps) -> TickReport:
     later = _Later()
     start = str((deps.registry.marker(MARKER) or {}).get("resume_at") or "")
     budget = _Budget(deps, start)
+    unread: errors.BatchboxError | None = None
     with _Pool(deps.settings.poll_concurrency, backlog=jobs.REGISTRY_PAGE) as checks:
-        for page in _round_from(deps, start):
-            # This page's jobs start now; the next page is read while they run.
-            for record in page:
-                active = [i for i, job in enumerate(record.jobs) if job.stage is JobStage.ACTIVE]
-                if active and budget.left(record):
-                    for index in active:
-                        checks.submit(_check_in_budget, record, index, deps, report, budget)
-            later.keep(page)
-            if budget.spent:
-                break
+        try:
+            for page in _round_from(deps, start):
+                # This page's jobs start now; the next page is read while they run.
+                for record in page:
+                    active = [
+                        i for i, job in enumerate(record.jobs) if job.stage is JobStage.ACTIVE
+                    ]
+                    if active and budget.left(record):
+                        for index in active:
+                            checks.submit(_check_in_budget, record, index, deps, report, budget)
+                later.keep(page)
+                if budget.spent:
+                    break
+        except errors.BatchboxError as exc:  # the other phases still run
+            unread = exc
     failures = checks.failures
+    if unread is not None:
+        failures.insert(0, unread)
     try:  # the other open stages, read whole: a few records, each a step to take now
         for page in deps.registry.pages(_OTHER_STAGES, page_size=jobs.REGISTRY_PAGE):
             later.keep(page)
     except errors.BatchboxError as exc:
         failures.append(exc)
     report.stopped_at = budget.resume_at()
-    if report.stopped_at != start:
+    if unread is None and report.stopped_at != start:
         try:
             deps.registry.set_marker(MARKER, {"resume_at": report.stopped_at})
         except errors.BatchboxError as exc:
@@ -446,8 +454,11 @@ def _announce_if_due(record: InputRecord, deps: Deps, report: TickReport) -> Non
 
     if (renewed := deps.registry.update(record.job_id, renew, known=record)) is not None:
         log.warning(
-            "announcing finished input %s again: it was not processed after the last announcement",
+            "announcing finished input %s to complete again: %s",
             record.job_id,
+            "its announcement was never recorded"
+            if record.notified_at is None
+            else "no worker is post-processing it",
         )
         jobs.announce(renewed, deps)
         report.note("notified", record.job_id)

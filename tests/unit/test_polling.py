@@ -489,6 +489,32 @@ def test_a_tick_that_spends_its_budget_still_takes_every_due_step_of_the_other_s
     assert report.notified == [finished.job_id]
 
 
+class RunningPagesFail(PagedRegistry):
+    """Once ``failing``, the query of RUNNING inputs fails (a 503); the other stages read fine."""
+
+    failing = False
+
+    def pages(self, stages, *, page_size, start=""):
+        if self.failing and Stage.RUNNING in stages:
+            raise errors.RetryableError("503 querying open job records")
+        yield from super().pages(stages, page_size=page_size, start=start)
+
+
+def test_a_tick_that_cannot_read_the_running_inputs_still_takes_the_other_steps() -> None:
+    clock = Clock()
+    registry = RunningPagesFail()
+    deps = make_deps(make_settings(reannounce_seconds=600), registry=registry, clock=clock)
+    finished = submitted(deps, "done.jsonl")
+    deps.batch.set_state(vjob(finished), VertexState.SUCCEEDED)
+    run_tick(deps)
+    clock.advance(601)  # complete never processed it: due to be announced again
+
+    registry.failing = True
+    with pytest.raises(errors.RetryableError, match="503 querying"):
+        run_tick(deps)
+    assert len(deps.publisher.on("batchbox-job-finished")) == 2  # announced all the same
+
+
 def test_a_round_from_a_cursor_reaches_every_open_input_once() -> None:
     deps, _, records = paged_deps(5)
     ids = sorted(record.job_id for record in records)
