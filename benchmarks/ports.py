@@ -165,6 +165,9 @@ class TimedRegistry:
                 return
             yield page
 
+    def running_jobs(self) -> int | None:
+        return self._timed("running_jobs")  # type: ignore[return-value]
+
     def missing(self, job_ids: Sequence[str]) -> set[str]:
         return self._timed("missing", job_ids)  # type: ignore[return-value]
 

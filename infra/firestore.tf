@@ -1,9 +1,8 @@
 # The job registry: one document per input, every transition in a transaction.
 #
-# No composite index is declared: the only query is poll's `stage in [...]` on one field, read
-# in pages ordered by document id (Firestore's own order), which Firestore's automatic
-# single-field indexes serve. Add one here only if a query gains a second filter or an order_by
-# on another field.
+# Poll's `stage in [...]`, read in pages ordered by document id (Firestore's own order), is
+# served by Firestore's automatic single-field indexes. The one composite index serves the
+# running-job cap's count: stage == RUNNING and running_jobs >= 0, two fields.
 
 resource "google_firestore_database" "registry" {
   project     = var.project_id
@@ -19,4 +18,21 @@ resource "google_firestore_database" "registry" {
   deletion_policy         = "DELETE"
 
   depends_on = [google_project_service.apis]
+}
+
+# The running-job cap is counted from the count each RUNNING record stores (an aggregation
+# query), not by reading every open record on each submission.
+resource "google_firestore_index" "running_jobs" {
+  project    = var.project_id
+  database   = google_firestore_database.registry.name
+  collection = var.jobs_collection
+
+  fields {
+    field_path = "stage"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "running_jobs"
+    order      = "ASCENDING"
+  }
 }

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterable
 
 from batchbox import errors
 from batchbox.deps import Deps
@@ -45,14 +44,13 @@ class Budget:
             self._room += 1
 
 
-def running_jobs(records: Iterable[InputRecord]) -> int:
-    return sum(job.running for record in records for job in record.jobs)
-
-
 def budget(deps: Deps) -> Budget:
-    """The room under ``max_running_jobs``, from the registry as it stands now."""
-    pages = deps.registry.pages((Stage.RUNNING,), page_size=REGISTRY_PAGE)
-    running = sum(running_jobs(page) for page in pages)
+    """The room under ``max_running_jobs``, from the registry as it stands now: its stored
+    counts, or, when it cannot vouch for them, every RUNNING record read."""
+    running = deps.registry.running_jobs()
+    if running is None:
+        pages = deps.registry.pages((Stage.RUNNING,), page_size=REGISTRY_PAGE)
+        running = sum(record.running_jobs for page in pages for record in page)
     return Budget(deps.settings.max_running_jobs - running)
 
 

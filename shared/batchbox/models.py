@@ -236,11 +236,28 @@ class InputRecord(BaseModel):
     version: int = 0
     # The registry's own token of the stored version (Firestore's update time), never stored.
     _stored_as: Any = PrivateAttr(default=None)
+    # Set by a registry whose stored running-job count of this record is missing or wrong (a
+    # record last written by an older version): writing it again puts that right.
+    _count_stale: bool = PrivateAttr(default=False)
 
     def display_name(self, job: BatchJob) -> str:
         """The Vertex display name of one of its jobs: deterministic, so a crashed submit can
         find the job again instead of creating a second."""
         return f"batchbox-{self.job_id}-{job.slot}"
+
+    @property
+    def running_jobs(self) -> int:
+        """Its jobs that count toward the running-job cap: those submitting or active, while
+        the input is RUNNING (the jobs of an input in any other stage never count)."""
+        if self.stage is not Stage.RUNNING:
+            return 0
+        return sum(job.running for job in self.jobs)
+
+    @property
+    def count_stale(self) -> bool:
+        """The registry found its stored running-job count missing or wrong (see
+        ``JobRegistry.running_jobs``); writing the record again puts it right."""
+        return self._count_stale
 
     @property
     def shards(self) -> int:

@@ -73,6 +73,7 @@ class TickReport:
     stalled: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
     errors: int = 0
+    recounted: int = 0  # records written again to store their running-job count
     # The first input left unchecked when the budget was spent ("": none was).
     stopped_at: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -146,6 +147,7 @@ def run_tick(deps: Deps) -> TickReport:
     except errors.BatchboxError as exc:
         failures.append(exc)
     failures += _in_pool(stranded, lambda r: _resume_intake(r, deps, report), deps)
+    failures += _in_pool(later.recount, lambda r: _recount(r, deps, report), deps)
     waiting = [r for r in later.queued if any(jobs.needs_submit(job, now) for job in r.jobs)]
     try:
         _submit_waiting(waiting, deps, report)
@@ -243,9 +245,12 @@ class _Later:
     finished: list[InputRecord] = field(default_factory=list)
     received: list[InputRecord] = field(default_factory=list)
     queued: list[InputRecord] = field(default_factory=list)  # RUNNING, a job not yet ACTIVE
+    recount: list[InputRecord] = field(default_factory=list)  # RUNNING, stored count stale
 
     def keep(self, page: list[InputRecord]) -> None:
         for record in page:
+            if record.count_stale and record.stage is Stage.RUNNING:
+                self.recount.append(record)
             if record.stage is Stage.FINISHED:
                 self.finished.append(record)
             elif record.stage is Stage.RECEIVED:
@@ -476,6 +481,17 @@ def _resume_intake(record: InputRecord, deps: Deps, report: TickReport) -> None:
             return
         report.note("resumed", record.job_id)
         submit.advance(taken, deps)
+
+
+def _recount(record: InputRecord, deps: Deps, report: TickReport) -> None:
+    """Write a RUNNING record again whose stored running-job count is missing or wrong (it was
+    last written by an older version), so that the cap is counted from stored counts again."""
+
+    def rewrite(current: InputRecord) -> InputRecord | None:
+        return current if current.count_stale and current.stage is Stage.RUNNING else None
+
+    if deps.registry.update(record.job_id, rewrite, known=record) is not None:
+        report.count("recounted")
 
 
 def _submit_waiting(waiting: list[InputRecord], deps: Deps, report: TickReport) -> None:

@@ -98,6 +98,14 @@ class JobRegistry(Protocol):
         """
         ...
 
+    def running_jobs(self) -> int | None:
+        """The jobs counting toward the running-job cap over every input (``running_jobs`` of
+        each record), from counts the registry keeps as it writes records: never a read of
+        every open record. None when it cannot vouch for those counts (some open record was
+        last written without one): the caller then reads the RUNNING records.
+        """
+        ...
+
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         """Up to ``limit`` records, newest first (for people: ``batchbox jobs``)."""
         ...

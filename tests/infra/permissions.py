@@ -79,6 +79,14 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "start_at": LOCAL,
             "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
         },
+        # The running-job cap: two aggregation queries (counts and a sum, no document read).
+        "running_jobs": {
+            "collection": LOCAL,
+            "where": LOCAL,
+            "count": LOCAL,
+            "sum": LOCAL,
+            "get": frozenset({"datastore.entities.list"}),
+        },
         # The command line's listing (no function calls it).
         "recent": {
             "collection": LOCAL,
@@ -87,7 +95,7 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
         },
         # A read never writes: an unreadable record is only logged.
-        "_parse": {"to_dict": LOCAL, "model_validate": LOCAL},
+        "_parse": {"to_dict": LOCAL, "model_validate": LOCAL, "get": LOCAL},  # get: of a dict
         "missing": {"get_all": frozenset({"datastore.entities.get"})},
         "_marker_doc": {"collection": LOCAL, "document": LOCAL},
         "marker": {"get": frozenset({"datastore.entities.get"}), "to_dict": LOCAL},
@@ -163,6 +171,7 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
         ("registry", "pages"): frozenset({"database:registry"}),
+        ("registry", "running_jobs"): frozenset({"database:registry"}),
         # A BigQuery source is checked and read; a destination's dataset is looked up.
         ("tables", "table"): frozenset({"var:bigquery_datasets"}),
         ("tables", "dataset_location"): frozenset({"var:bigquery_datasets"}),
@@ -184,6 +193,7 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
         ("registry", "pages"): frozenset({"database:registry"}),
+        ("registry", "running_jobs"): frozenset({"database:registry"}),
         ("registry", "missing"): frozenset({"database:registry"}),
         ("registry", "marker"): frozenset({"database:registry"}),
         ("registry", "set_marker"): frozenset({"database:registry"}),
@@ -206,6 +216,7 @@ TARGETS: dict[str, dict[tuple[str, str], frozenset[str]]] = {
         ("registry", "get"): frozenset({"database:registry"}),
         ("registry", "update"): frozenset({"database:registry"}),
         ("registry", "pages"): frozenset({"database:registry"}),
+        ("registry", "running_jobs"): frozenset({"database:registry"}),
         # A BigQuery destination is counted with queries (jobs of the project, reading it).
         ("tables", "query"): frozenset({"project", "var:bigquery_datasets"}),
         # A re-drive submits the input's next attempt.

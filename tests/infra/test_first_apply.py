@@ -79,6 +79,7 @@ API_FOR_TYPE = {
     },
     "google_eventarc_trigger": {"eventarc.googleapis.com", "pubsub.googleapis.com"},
     "google_firestore_database": {"firestore.googleapis.com"},
+    "google_firestore_index": {"firestore.googleapis.com"},
     "google_project": {"cloudresourcemanager.googleapis.com"},
     "google_project_iam_custom_role": {"iam.googleapis.com"},
     "google_project_iam_member": {"cloudresourcemanager.googleapis.com"},

@@ -259,6 +259,14 @@ DEPLOYER_NEEDS = {
         "datastore.databases.update",
         "datastore.databases.delete",
     },
+    # Composite index definitions are "schemas" in Firestore's IAM (roles/datastore.indexAdmin
+    # holds datastore.schemas.*); creating one is an operation Terraform waits on.
+    "google_firestore_index": {
+        "datastore.schemas.create",
+        "datastore.schemas.get",
+        "datastore.schemas.delete",
+        "datastore.operations.get",
+    },
     "google_pubsub_topic": {"pubsub.topics.create", "pubsub.topics.get", "pubsub.topics.update"},
     "google_pubsub_topic_iam_member": {"pubsub.topics.getIamPolicy", "pubsub.topics.setIamPolicy"},
     "google_pubsub_subscription": {

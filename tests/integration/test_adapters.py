@@ -8,11 +8,14 @@ import uuid
 
 import pytest
 
-from batchbox import errors
+from batchbox import errors, jobs
 from batchbox.adapters.firestore import FirestoreJobRegistry
 from batchbox.adapters.gcs import GcsBlobStore
 from batchbox.adapters.pubsub import PubSubPublisher
-from batchbox.models import InputRecord, Stage
+from batchbox.models import BatchJob, InputRecord, JobStage, Stage, VertexState
+from batchbox.poll import run_tick
+from batchbox.ports import BatchJobInfo
+from tests.fakes import FakeBatchJobs, make_deps, make_settings
 
 pytestmark = pytest.mark.emulators
 
@@ -176,6 +179,112 @@ def test_firestore_pages_read_every_record_of_the_stages_once_in_job_id_order(
     assert start == [job_id for job_id in open_ids if job_id >= "j040"]
     between = registry.pages(open_stages, page_size=10, start="j040x")
     assert [r.job_id for page in between for r in page] == [i for i in open_ids if i > "j040x"]
+
+
+def _with_jobs(job_id: str, *stages: JobStage) -> InputRecord:
+    """A RUNNING input with one job a stage; its active jobs read RUNNING on Vertex AI."""
+    jobs_ = tuple(
+        BatchJob(
+            shard=index,
+            stage=stage,
+            lines=1,
+            source_uri=f"gs://o/{job_id}/{index}",
+            dest_uri=f"gs://o/{job_id}/{index}/",
+            vertex_job=f"projects/p/locations/l/batchPredictionJobs/{job_id}{index}"
+            if stage is JobStage.ACTIVE
+            else None,
+            vertex_state=VertexState.RUNNING if stage is JobStage.ACTIVE else None,
+        )
+        for index, stage in enumerate(stages)
+    )
+    return _record(job_id).model_copy(update={"stage": Stage.RUNNING, "jobs": jobs_})
+
+
+def _written_by_an_older_version(
+    registry: FirestoreJobRegistry, record: InputRecord, **fields: object
+) -> None:
+    """The document as a version that stored no running-job count wrote it (and ``fields``)."""
+    doc = registry.client.collection(registry._collection).document(record.job_id)
+    doc.set({**record.model_dump(mode="json"), **fields})
+
+
+def _room(budget: jobs.Budget) -> int:
+    taken = 0
+    while budget.take():
+        taken += 1
+    return taken
+
+
+def test_firestore_counts_running_jobs_from_the_counts_it_stores(
+    registry: FirestoreJobRegistry,
+) -> None:
+    assert registry.running_jobs() == 0
+    registry.create(_with_jobs("a", JobStage.ACTIVE, JobStage.SUBMITTING, JobStage.DONE))
+    registry.create(_with_jobs("b", JobStage.QUEUED, JobStage.QUEUED))
+    registry.create(_with_jobs("c", JobStage.ACTIVE))
+    registry.create(_record("d"))
+    assert registry.running_jobs() == 3
+
+    registry.update("c", lambda r: r.model_copy(update={"stage": Stage.FINISHED}))
+    registry.update("b", lambda r: r.with_job(1, stage=JobStage.ACTIVE))
+    assert registry.running_jobs() == 3
+    stored = registry.client.collection(registry._collection)
+    assert stored.document("a").get().to_dict()["running_jobs"] == 2
+    # A record that leaves RUNNING loses the field: its jobs no longer count.
+    assert "running_jobs" not in stored.document("c").get().to_dict()
+    assert not any(r.count_stale for r in _in_stages(registry, [Stage.RUNNING, Stage.FINISHED]))
+
+
+def test_firestore_running_jobs_are_read_whole_while_a_record_has_no_stored_count(
+    registry: FirestoreJobRegistry,
+) -> None:
+    registry.create(_with_jobs("new", JobStage.ACTIVE))
+    _written_by_an_older_version(registry, _with_jobs("old", JobStage.ACTIVE, JobStage.ACTIVE))
+    # A count an older version left behind on a record it moved on: not RUNNING, never counted.
+    done = _with_jobs("done", JobStage.DONE).model_copy(update={"stage": Stage.PROCESSED})
+    _written_by_an_older_version(registry, done, running_jobs=4)
+
+    assert registry.running_jobs() is None  # "old" has no count: the registry cannot vouch
+    read = {r.job_id: r for r in _in_stages(registry, [Stage.RUNNING])}
+    assert read["old"].count_stale and not read["new"].count_stale
+    deps = make_deps(make_settings(max_running_jobs=8), registry=registry)
+    assert _room(jobs.budget(deps)) == 8 - 3  # counted by reading the RUNNING records
+
+    registry.update("old", lambda r: r)  # any write stores the count
+    assert registry.running_jobs() == 3
+    assert _room(jobs.budget(deps)) == 8 - 3
+
+
+def test_a_poll_tick_stores_the_count_of_running_records_written_without_one(
+    registry: FirestoreJobRegistry,
+) -> None:
+    batch = FakeBatchJobs()
+    records = [
+        _with_jobs("old", JobStage.ACTIVE, JobStage.ACTIVE),
+        _with_jobs("wrong", JobStage.ACTIVE),
+        _with_jobs("new", JobStage.ACTIVE),
+    ]
+    for record in records:
+        for job in record.jobs:
+            assert job.vertex_job is not None
+            batch.jobs[job.vertex_job] = BatchJobInfo(
+                name=job.vertex_job,
+                display_name=record.display_name(job),
+                state=VertexState.RUNNING,
+            )
+    _written_by_an_older_version(registry, records[0])
+    # An older version moved a job of this one on and kept the count it found.
+    _written_by_an_older_version(registry, records[1], running_jobs=2)
+    registry.create(records[2])
+    assert registry.running_jobs() is None
+
+    report = run_tick(make_deps(registry=registry, batch=batch))
+
+    assert report.checked == 4 and report.changed == 0
+    assert report.recounted == 2
+    assert registry.running_jobs() == 4
+    assert [r.version for r in _in_stages(registry, [Stage.RUNNING])] == [0, 1, 1]
+    assert run_tick(make_deps(registry=registry, batch=batch)).recounted == 0
 
 
 def test_firestore_pages_are_read_as_they_are_taken_from_a_cursor(

@@ -27,8 +27,28 @@ UPDATE_ATTEMPTS = 20
 _MAX_IN = 30
 
 
-def _to_doc(record: InputRecord) -> dict[str, Any]:
-    return record.model_dump(mode="json")
+# A RUNNING record's ``running_jobs``, kept in its document so that the running-job cap is
+# counted without reading every open record. Only RUNNING records have the field: counting the
+# RUNNING documents that have it against all the RUNNING ones tells whether some were last
+# written without it (by an older version), in which case the count cannot be trusted.
+COUNT_FIELD = "running_jobs"
+
+
+def to_document(record: InputRecord, *, replacing: bool = False) -> dict[str, Any]:
+    """The record as its Firestore document (``replacing``: as an update of a stored one)."""
+    doc = record.model_dump(mode="json")
+    if record.stage is Stage.RUNNING:
+        doc[COUNT_FIELD] = record.running_jobs
+    elif replacing:  # an update keeps the fields it does not name
+        from google.cloud import firestore
+
+        doc[COUNT_FIELD] = firestore.DELETE_FIELD
+    return doc
+
+
+def _aggregated(results: Any) -> dict[str, Any]:
+    """An aggregation query's one result row, by alias."""
+    return {result.alias: result.value for row in results for result in row}
 
 
 class FirestoreJobRegistry:
@@ -60,7 +80,7 @@ class FirestoreJobRegistry:
 
     def create(self, record: InputRecord) -> None:
         with translated(f"claiming job record {record.job_id}"):
-            self._doc(record.job_id).create(_to_doc(record))
+            self._doc(record.job_id).create(to_document(record))
 
     def get(self, job_id: str) -> InputRecord | None:
         with translated(f"reading job record {job_id}"):
@@ -97,7 +117,9 @@ class FirestoreJobRegistry:
             unchanged_since_read = self.client.write_option(last_update_time=current._stored_as)
             with translated(f"updating job record {job_id}"):
                 try:
-                    result = doc.update(_to_doc(changed), option=unchanged_since_read)
+                    result = doc.update(
+                        to_document(changed, replacing=True), option=unchanged_since_read
+                    )
                 except (gexc.FailedPrecondition, gexc.Aborted, gexc.NotFound):
                     current = None
                     time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 (jitter)
@@ -135,6 +157,37 @@ class FirestoreJobRegistry:
             if len(snapshots) < page_size:
                 return
             page = query.start_after(snapshots[-1])
+
+    def running_jobs(self) -> int | None:
+        """Two aggregation queries, each read as one entry per 1,000 documents it counts: the
+        RUNNING records, and the count and sum of the stored ``running_jobs`` of those that have
+        one (served by the composite index on stage and running_jobs, infra/firestore.tf). None
+        when the two counts differ: some RUNNING record has no stored count (it was written by an
+        older version; the next write adds it, and poll rewrites such records as it reads them),
+        or a record changed stage between the two queries."""
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        running = self.client.collection(self._collection).where(
+            filter=FieldFilter("stage", "==", str(Stage.RUNNING))
+        )
+        # The SDK's annotations of its aggregation builders do not type-check (their methods
+        # are typed as unbound); the calls are the documented ones.
+        all_running: Any = running.count(alias="records")
+        counted: Any = running.where(filter=FieldFilter(COUNT_FIELD, ">=", 0)).count(
+            alias="records"
+        )
+        counted = counted.sum(COUNT_FIELD, alias="jobs")
+        with translated("counting running jobs"):
+            records = _aggregated(all_running.get())["records"]
+            stored = _aggregated(counted.get())
+        if records != stored["records"]:
+            log.info(
+                "running-job count: %d of %d RUNNING records have a stored count; reading them",
+                stored["records"],
+                records,
+            )
+            return None
+        return int(stored["jobs"] or 0)
 
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         from google.cloud import firestore
@@ -187,4 +240,7 @@ class FirestoreJobRegistry:
             )
             return None
         record._stored_as = snapshot.update_time
+        record._count_stale = data.get(COUNT_FIELD) != (
+            record.running_jobs if record.stage is Stage.RUNNING else None
+        )
         return record

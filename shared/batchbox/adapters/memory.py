@@ -137,6 +137,10 @@ class MemoryRegistry:
                 return
             start = page[-1].job_id + "\0"  # the least id after it
 
+    def running_jobs(self) -> int | None:
+        with self._lock:
+            return sum(record.running_jobs for record in self.records.values())
+
     def recent(self, *, limit: int) -> Iterator[InputRecord]:
         with self._lock:
             newest = sorted(self.records.values(), key=lambda r: r.created_at, reverse=True)
