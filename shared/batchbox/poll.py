@@ -147,7 +147,8 @@ def run_tick(deps: Deps) -> TickReport:
     except errors.BatchboxError as exc:
         failures.append(exc)
     failures += _in_pool(stranded, lambda r: _resume_intake(r, deps, report), deps)
-    failures += _in_pool(later.recount, lambda r: _recount(r, deps, report), deps)
+    recount = later.recount[:RECOUNT_PER_TICK]
+    failures += _in_pool(recount, lambda r: _recount(r, deps, report), deps)
     waiting = [r for r in later.queued if any(jobs.needs_submit(job, now) for job in r.jobs)]
     try:
         _submit_waiting(waiting, deps, report)
@@ -167,6 +168,9 @@ def run_tick(deps: Deps) -> TickReport:
 
 
 MARKER = "poll"  # where the next tick starts its checks, after one whose budget was spent
+# Records a tick writes again for their running-job count, at most (after an upgrade over a
+# large registry, the rest wait for the next ticks; the cap is read the old way meanwhile).
+RECOUNT_PER_TICK = 1000
 
 
 # The inputs whose jobs are checked, in rounds; the rest are read whole on every tick.

@@ -79,13 +79,15 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "start_at": LOCAL,
             "stream": frozenset({"datastore.entities.list", "datastore.entities.get"}),
         },
-        # The running-job cap: two aggregation queries (counts and a sum, no document read).
+        # The running-job cap: two aggregation queries (counts and a sum) in a read-only
+        # transaction (begun and ended with datastore.databases.get).
         "running_jobs": {
             "collection": LOCAL,
             "where": LOCAL,
             "count": LOCAL,
             "sum": LOCAL,
-            "get": frozenset({"datastore.entities.list"}),
+            "transaction": frozenset({"datastore.databases.get"}),
+            "get": frozenset({"datastore.entities.list", "datastore.entities.get"}),
         },
         # The command line's listing (no function calls it).
         "recent": {

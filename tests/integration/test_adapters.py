@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from typing import Any
 
 import pytest
 
@@ -200,12 +201,17 @@ def _with_jobs(job_id: str, *stages: JobStage) -> InputRecord:
     return _record(job_id).model_copy(update={"stage": Stage.RUNNING, "jobs": jobs_})
 
 
-def _written_by_an_older_version(
-    registry: FirestoreJobRegistry, record: InputRecord, **fields: object
+def _as_an_older_version_writes(
+    registry: FirestoreJobRegistry, record: InputRecord, *, update: bool = False, **fields: object
 ) -> None:
-    """The document as a version that stored no running-job count wrote it (and ``fields``)."""
+    """``record`` (and ``fields``) written as a version that stored no running-job count wrote
+    records: a whole document when it created one; when it updated one, the record's fields
+    merged into the stored document, which keeps a count stored before."""
     doc = registry.client.collection(registry._collection).document(record.job_id)
-    doc.set({**record.model_dump(mode="json"), **fields})
+    if update:
+        doc.update({**record.model_dump(mode="json"), **fields})
+    else:
+        doc.set({**record.model_dump(mode="json"), **fields})
 
 
 def _room(budget: jobs.Budget) -> int:
@@ -239,10 +245,10 @@ def test_firestore_running_jobs_are_read_whole_while_a_record_has_no_stored_coun
     registry: FirestoreJobRegistry,
 ) -> None:
     registry.create(_with_jobs("new", JobStage.ACTIVE))
-    _written_by_an_older_version(registry, _with_jobs("old", JobStage.ACTIVE, JobStage.ACTIVE))
+    _as_an_older_version_writes(registry, _with_jobs("old", JobStage.ACTIVE, JobStage.ACTIVE))
     # A count an older version left behind on a record it moved on: not RUNNING, never counted.
     done = _with_jobs("done", JobStage.DONE).model_copy(update={"stage": Stage.PROCESSED})
-    _written_by_an_older_version(registry, done, running_jobs=4)
+    _as_an_older_version_writes(registry, done, running_jobs=4)
 
     assert registry.running_jobs() is None  # "old" has no count: the registry cannot vouch
     read = {r.job_id: r for r in _in_stages(registry, [Stage.RUNNING])}
@@ -255,36 +261,100 @@ def test_firestore_running_jobs_are_read_whole_while_a_record_has_no_stored_coun
     assert _room(jobs.budget(deps)) == 8 - 3
 
 
+def _on_vertex(batch: FakeBatchJobs, *records: InputRecord) -> None:
+    for record in records:
+        for job in record.jobs:
+            if job.vertex_job is not None:
+                batch.jobs[job.vertex_job] = BatchJobInfo(
+                    name=job.vertex_job,
+                    display_name=record.display_name(job),
+                    state=VertexState.RUNNING,
+                )
+
+
 def test_a_poll_tick_stores_the_count_of_running_records_written_without_one(
     registry: FirestoreJobRegistry,
 ) -> None:
     batch = FakeBatchJobs()
-    records = [
-        _with_jobs("old", JobStage.ACTIVE, JobStage.ACTIVE),
-        _with_jobs("wrong", JobStage.ACTIVE),
-        _with_jobs("new", JobStage.ACTIVE),
-    ]
-    for record in records:
-        for job in record.jobs:
-            assert job.vertex_job is not None
-            batch.jobs[job.vertex_job] = BatchJobInfo(
-                name=job.vertex_job,
-                display_name=record.display_name(job),
-                state=VertexState.RUNNING,
-            )
-    _written_by_an_older_version(registry, records[0])
-    # An older version moved a job of this one on and kept the count it found.
-    _written_by_an_older_version(registry, records[1], running_jobs=2)
-    registry.create(records[2])
+    old = _with_jobs("old", JobStage.ACTIVE, JobStage.ACTIVE)
+    new = _with_jobs("new", JobStage.ACTIVE)
+    _on_vertex(batch, old, new)
+    _as_an_older_version_writes(registry, old)
+    registry.create(new)
     assert registry.running_jobs() is None
 
     report = run_tick(make_deps(registry=registry, batch=batch))
 
-    assert report.checked == 4 and report.changed == 0
-    assert report.recounted == 2
-    assert registry.running_jobs() == 4
-    assert [r.version for r in _in_stages(registry, [Stage.RUNNING])] == [0, 1, 1]
+    assert report.checked == 3 and report.changed == 0
+    assert report.recounted == 1
+    assert registry.running_jobs() == 3
+    assert [r.version for r in _in_stages(registry, [Stage.RUNNING])] == [0, 1]
     assert run_tick(make_deps(registry=registry, batch=batch)).recounted == 0
+
+
+def test_a_count_an_older_version_left_wrong_is_put_right_by_the_next_poll_tick(
+    registry: FirestoreJobRegistry,
+) -> None:
+    """While instances of an older version still run after a deploy, a record one of them
+    changes keeps the count stored before: the registry cannot tell, and trusts it, until poll
+    reads the record and writes it again."""
+    batch = FakeBatchJobs()
+    queued = _with_jobs("wrong", JobStage.QUEUED)
+    registry.create(queued)  # stored with no running job
+    submitted = _with_jobs("wrong", JobStage.ACTIVE)  # an older version submits its job
+    _on_vertex(batch, submitted)
+    _as_an_older_version_writes(registry, submitted, update=True)
+    assert registry.running_jobs() == 0  # the stale count
+
+    report = run_tick(make_deps(registry=registry, batch=batch))
+
+    assert report.recounted == 1
+    assert registry.running_jobs() == 1
+
+
+def test_running_jobs_are_counted_from_one_snapshot(
+    registry: FirestoreJobRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both queries read one snapshot: a record that enters RUNNING between them cannot make
+    up, in the second count, for a record without a count that the first one saw (which would
+    leave that record's jobs out of the sum)."""
+    from google.cloud.firestore_v1.aggregation import AggregationQuery
+
+    registry.create(_with_jobs("a", JobStage.ACTIVE))
+    _as_an_older_version_writes(registry, _with_jobs("b", JobStage.ACTIVE, JobStage.ACTIVE))
+    real_get = AggregationQuery.get
+    calls: list[int] = []
+
+    def get(self: AggregationQuery, *args: Any, **kwargs: Any) -> Any:
+        result = real_get(self, *args, **kwargs)
+        if not calls:
+            registry.create(_with_jobs("c", JobStage.ACTIVE))  # between the two queries
+        calls.append(1)
+        return result
+
+    monkeypatch.setattr(AggregationQuery, "get", get)
+    assert registry.running_jobs() is None  # 2 RUNNING records, 1 with a count: read them
+    assert len(calls) == 2
+    monkeypatch.undo()
+    registry.update("b", lambda r: r)
+    assert registry.running_jobs() == 4
+
+
+def test_running_jobs_are_read_whole_while_the_index_is_missing(
+    registry: FirestoreJobRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.api_core import exceptions as gexc
+    from google.cloud.firestore_v1.aggregation import AggregationQuery
+
+    registry.create(_with_jobs("a", JobStage.ACTIVE))
+
+    def get(self: AggregationQuery, *args: Any, **kwargs: Any) -> Any:
+        raise gexc.FailedPrecondition("The query requires an index.")
+
+    monkeypatch.setattr(AggregationQuery, "get", get)
+    assert registry.running_jobs() is None
+    deps = make_deps(make_settings(max_running_jobs=8), registry=registry)
+    assert _room(jobs.budget(deps)) == 8 - 1
 
 
 def test_firestore_pages_are_read_as_they_are_taken_from_a_cursor(

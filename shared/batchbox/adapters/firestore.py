@@ -159,12 +159,15 @@ class FirestoreJobRegistry:
             page = query.start_after(snapshots[-1])
 
     def running_jobs(self) -> int | None:
-        """Two aggregation queries, each read as one entry per 1,000 documents it counts: the
-        RUNNING records, and the count and sum of the stored ``running_jobs`` of those that have
-        one (served by the composite index on stage and running_jobs, infra/firestore.tf). None
-        when the two counts differ: some RUNNING record has no stored count (it was written by an
-        older version; the next write adds it, and poll rewrites such records as it reads them),
-        or a record changed stage between the two queries."""
+        """Two aggregation queries in one read-only transaction (one snapshot), each read as one
+        entry per 1,000 index entries it counts: how many records are RUNNING, and the count and
+        sum of the stored ``running_jobs`` of those that have one (the composite index on stage
+        and running_jobs, infra/firestore.tf, serves the second). None when the counts differ
+        (a RUNNING record written by an older version has no count: the next write adds it, and
+        poll writes such records again as it reads them) or the index is missing or still
+        being built; the caller then reads the RUNNING records."""
+        from google.api_core import exceptions as gexc
+        from google.cloud import firestore
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         running = self.client.collection(self._collection).where(
@@ -177,14 +180,25 @@ class FirestoreJobRegistry:
             alias="records"
         )
         counted = counted.sum(COUNT_FIELD, alias="jobs")
+
+        @firestore.transactional
+        def read(transaction: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+            return (
+                _aggregated(all_running.get(transaction=transaction)),
+                _aggregated(counted.get(transaction=transaction)),
+            )
+
         with translated("counting running jobs"):
-            records = _aggregated(all_running.get())["records"]
-            stored = _aggregated(counted.get())
-        if records != stored["records"]:
+            try:
+                everyone, stored = read(self.client.transaction(read_only=True))
+            except gexc.FailedPrecondition as exc:  # the composite index is missing or building
+                log.warning("running-job count: %s; reading the RUNNING records", exc.message)
+                return None
+        if everyone["records"] != stored["records"]:
             log.info(
                 "running-job count: %d of %d RUNNING records have a stored count; reading them",
                 stored["records"],
-                records,
+                everyone["records"],
             )
             return None
         return int(stored["jobs"] or 0)
