@@ -14,6 +14,7 @@ and served by a local-folder ``BlobStore``, so the figures are the core's own co
 from __future__ import annotations
 
 import datetime as dt
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from batchbox import complete as complete_module
 from batchbox.adapters.memory import MemoryRegistry
 from batchbox.complete import Tally, handle_input_finished, read_predictions
 from batchbox.deps import Deps
+from batchbox.jsonl import line_blocks
 from batchbox.models import (
     BatchJob,
     InputFinished,
@@ -164,7 +166,7 @@ def _compiled_only(path: Path, out: Path) -> None:
     decode = complete_module._row_decoder("id").decode
     decode_response = complete_module._RESPONSE.decode
     with path.open("rb") as stream, out.open("wb") as results:
-        for raw in complete_module._lines(stream):
+        for raw in chain.from_iterable(line_blocks(stream)):
             try:
                 row = decode(raw)
                 decode_response(row.response)

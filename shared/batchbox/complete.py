@@ -35,6 +35,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Annotated, Any, BinaryIO, NamedTuple
 
 import msgspec
@@ -53,7 +54,7 @@ from batchbox.events import (
     TokenTotals,
     publish,
 )
-from batchbox.jsonl import CHUNK_SIZE, iter_lines
+from batchbox.jsonl import iter_lines, line_blocks
 from batchbox.keys import LINE_LABEL
 from batchbox.leases import StepLease
 from batchbox.logs import bind, get_logger
@@ -374,7 +375,7 @@ def _read_file(
     bad = rows = 0
     with blobs.open_read(uri) as stream:
         try:
-            for raw in _lines(stream):
+            for raw in chain.from_iterable(line_blocks(stream)):
                 rows += 1
                 try:
                     row: Any = decode(raw)
@@ -478,18 +479,6 @@ def count_lines(record: InputRecord, deps: Deps, tally: Tally, results: Any) -> 
     files = read_predictions(record, deps.blobs, results, tally, id_field)
     match_pending(record, deps.blobs, results, tally, id_field)
     return files
-
-
-def _lines(stream: BinaryIO) -> Iterator[bytes]:
-    """iter_lines without its blank-line test (the caller makes it, only for a line that is
-    not a typed row), a chunk's lines handed out at once."""
-    pending = b""
-    while chunk := stream.read(CHUNK_SIZE):
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        yield from lines
-    if pending:
-        yield pending
 
 
 class _Batched:

@@ -8,19 +8,37 @@ from typing import BinaryIO
 CHUNK_SIZE = 1024 * 1024
 
 
+def line_blocks(stream: BinaryIO, *, chunk_size: int = CHUNK_SIZE) -> Iterator[list[bytes]]:
+    """Each chunk's lines (without their line endings), as one list: blank lines included, and
+    a last line without a newline on its own at the end.
+
+    Each chunk is split in one call and only the line it continues is joined to what came
+    before: no chunk is copied whole again (joining every chunk to the pending bytes first
+    costs as much as the split itself), and a line over many chunks is joined once.
+    """
+    pending: list[bytes] = []
+    while chunk := stream.read(chunk_size):
+        lines = chunk.split(b"\n")
+        tail = lines.pop()
+        if lines:
+            if pending:
+                pending.append(lines[0])
+                lines[0] = b"".join(pending)
+                pending = []
+            yield lines
+        if tail:
+            pending.append(tail)
+    if pending:
+        yield [b"".join(pending)]
+
+
 def iter_lines(stream: BinaryIO, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
     """Yield each non-blank line of ``stream`` without its line ending.
 
     Memory is one chunk plus the longest line: prediction rows are produced by Vertex, not by
     users, so no cap is applied here (inputs are capped by the validator).
     """
-    pending = b""
-    while chunk := stream.read(chunk_size):
-        pending += chunk
-        lines = pending.split(b"\n")
-        pending = lines.pop()
+    for lines in line_blocks(stream, chunk_size=chunk_size):
         for line in lines:
             if line.strip():
                 yield line
-    if pending.strip():
-        yield pending

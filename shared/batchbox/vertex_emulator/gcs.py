@@ -10,9 +10,12 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from itertools import chain
 from typing import IO, Any, NamedTuple, Protocol
 
 from google.api_core import exceptions as google_exceptions
+
+from batchbox.jsonl import line_blocks
 
 from .errors import JobFailure, RpcCode
 
@@ -78,13 +81,7 @@ def _wildcard_pattern(name: str) -> re.Pattern[str]:
 
 def _iter_raw_lines(reader: IO[bytes]) -> Iterator[bytes]:
     # BlobReader has no fast readline (IOBase's reads byte by byte), so split chunks ourselves.
-    pending = b""
-    while chunk := reader.read(_READ_CHUNK):
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        yield from lines
-    if pending:
-        yield pending
+    return chain.from_iterable(line_blocks(reader, chunk_size=_READ_CHUNK))  # type: ignore[arg-type]
 
 
 def _failure(action: str, uri: str, exc: Exception) -> JobFailure:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import tracemalloc
 
 import orjson
@@ -122,6 +123,30 @@ def test_the_line_reader_holds_no_more_than_the_line_limit() -> None:
     lines = [(number, item is None, size) for number, item, size in reader]
     assert lines == [(1, True, 300_000), (2, False, 10)]
     assert reader.peak_pending_bytes <= 50_000
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_blocks_hand_out_the_lines_iterating_does(seed: int) -> None:
+    """The chunked reading the fast path uses and the line-by-line one agree on every line and
+    every over-long line's size, whatever falls on a chunk's edge (seeded random files)."""
+    rng = random.Random(seed)
+    lengths = [rng.choice([0, 1, 2, 5, 9, 10, 11, 17, 30]) for _ in range(rng.randint(0, 40))]
+    data = b"\n".join(bytes([97 + n % 26]) * length for n, length in enumerate(lengths))
+    if rng.random() < 0.5:
+        data += b"\n"
+    chunk, limit = rng.choice([1, 2, 3, 7, 16, 64]), rng.choice([1, 5, 10, 12, 1000])
+
+    def reader() -> LineReader:
+        stream = MeteredStream(data, trickle=rng.choice([1, 3, 4096]))
+        return LineReader(stream, max_line_bytes=limit, max_file_bytes=10**6, chunk_size=chunk)
+
+    by_line = [bytes(item) if item is not None else size for _, item, size in reader()]
+    by_block = [item for block in reader().blocks() for item in block]
+    assert by_block == by_line
+    expected = data.split(b"\n")
+    if expected and expected[-1] == b"":
+        expected.pop()
+    assert by_line == [line if len(line) <= limit else len(line) for line in expected]
 
 
 @pytest.mark.parametrize("trickle", [1, 2, 3, 7, 4096])
