@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 CHUNK_SIZE = 1024 * 1024
 
 
-def line_blocks(stream: BinaryIO, *, chunk_size: int = CHUNK_SIZE) -> Iterator[list[bytes]]:
-    """Each chunk's lines (without their line endings), as one list: blank lines included, and
-    a last line without a newline on its own at the end.
+def line_blocks(stream: IO[bytes], *, chunk_size: int = CHUNK_SIZE) -> Iterator[list[bytes]]:
+    """Each chunk's lines (split at ``\n``; a ``\r`` before it stays), as one list: blank lines
+    included, and a last line without a newline on its own at the end.
 
     Each chunk is split in one call and only the line it continues is joined to what came
     before: no chunk is copied whole again (joining every chunk to the pending bytes first

@@ -256,7 +256,8 @@ def test_firestore_running_jobs_are_read_whole_while_a_record_has_no_stored_coun
     deps = make_deps(make_settings(max_running_jobs=8), registry=registry)
     assert _room(jobs.budget(deps)) == 8 - 3  # counted by reading the RUNNING records
 
-    registry.update("old", lambda r: r)  # any write stores the count
+    written = registry.update("old", lambda r: r)  # any write stores the count
+    assert written is not None and not written.count_stale
     assert registry.running_jobs() == 3
     assert _room(jobs.budget(deps)) == 8 - 3
 

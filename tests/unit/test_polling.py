@@ -534,3 +534,67 @@ def test_memory_registry_pages_follow_job_ids_from_a_cursor() -> None:
     registry.update(ids[2], lambda r: r.model_copy(update={"stage": Stage.FINISHED}))
     assert [[r.job_id for r in page] for page in pages] == [ids[3:5]]
     assert list(registry.pages([Stage.RECEIVED], page_size=2)) == []
+
+
+class UncountedRegistry(MemoryRegistry):
+    """A registry whose stored running-job counts are missing for the inputs in ``uncounted``
+    (as Firestore's are for records an older version wrote): it flags them when they are read,
+    cannot vouch for the cap while one is RUNNING, and a write stores the count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uncounted: set[str] = set()
+
+    def _flagged(self, record):
+        if record.job_id in self.uncounted:
+            record = record.model_copy()
+            record._count_stale = True
+        return record
+
+    def pages(self, stages, *, page_size, start=""):
+        for page in super().pages(stages, page_size=page_size, start=start):
+            yield [self._flagged(record) for record in page]
+
+    def update(self, job_id, mutate, *, known=None):
+        changed = super().update(job_id, lambda current: mutate(self._flagged(current)))
+        if changed is not None:
+            self.uncounted.discard(job_id)
+            changed._count_stale = False  # written with its count
+        return changed
+
+    def running_jobs(self):
+        if any(self.records[job_id].stage is Stage.RUNNING for job_id in self.uncounted):
+            return None
+        return super().running_jobs()
+
+
+def test_the_cap_is_counted_by_reading_the_running_inputs_when_counts_are_missing() -> None:
+    from batchbox.jobs import budget
+
+    registry = UncountedRegistry()
+    deps = make_deps(make_settings(max_running_jobs=8), registry=registry)
+    first, second = submitted(deps, "a.jsonl"), submitted(deps, "b.jsonl")
+    registry.uncounted.add(first.job_id)
+    assert registry.running_jobs() is None
+    room = budget(deps)
+    assert sum(room.take() for _ in range(10)) == 8 - 2
+    assert second.job_id not in registry.uncounted
+
+
+def test_poll_stores_missing_counts_a_bounded_number_of_records_a_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from batchbox import poll
+
+    monkeypatch.setattr(poll, "RECOUNT_PER_TICK", 2)
+    registry = UncountedRegistry()
+    deps = make_deps(make_settings(max_running_jobs=8), registry=registry)
+    records = [submitted(deps, f"{name}.jsonl") for name in "abcde"]
+    registry.uncounted.update(record.job_id for record in records)
+    versions = {r.job_id: deps.registry.get(r.job_id).version for r in records}
+
+    recounted = [run_tick(deps).recounted for _ in range(4)]
+
+    assert recounted == [2, 2, 1, 0]
+    assert registry.uncounted == set() and registry.running_jobs() == 5
+    assert all(deps.registry.get(job_id).version == v + 1 for job_id, v in versions.items())

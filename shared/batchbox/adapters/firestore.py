@@ -125,6 +125,7 @@ class FirestoreJobRegistry:
                     time.sleep(random.uniform(0, 0.01 * 2**attempt))  # noqa: S311 (jitter)
                     continue
             changed._stored_as = result.update_time
+            changed._count_stale = False  # written with its count (a copy keeps the flag)
             return changed
         raise errors.RetryableError(
             f"updating job record {job_id}: still contended after {UPDATE_ATTEMPTS} attempts"
@@ -195,9 +196,11 @@ class FirestoreJobRegistry:
                 log.warning("running-job count: %s; reading the RUNNING records", exc.message)
                 return None
         if everyone["records"] != stored["records"]:
-            log.info(
-                "running-job count: %d of %d RUNNING records have a stored count; reading them",
-                stored["records"],
+            log.warning(
+                "running-job count: %d of %d RUNNING records have no stored count (written by an "
+                "older version, or no longer readable as records); reading every RUNNING record "
+                "instead until poll has stored theirs",
+                everyone["records"] - stored["records"],
                 everyone["records"],
             )
             return None

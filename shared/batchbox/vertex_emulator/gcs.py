@@ -81,7 +81,7 @@ def _wildcard_pattern(name: str) -> re.Pattern[str]:
 
 def _iter_raw_lines(reader: IO[bytes]) -> Iterator[bytes]:
     # BlobReader has no fast readline (IOBase's reads byte by byte), so split chunks ourselves.
-    return chain.from_iterable(line_blocks(reader, chunk_size=_READ_CHUNK))  # type: ignore[arg-type]
+    return chain.from_iterable(line_blocks(reader, chunk_size=_READ_CHUNK))
 
 
 def _failure(action: str, uri: str, exc: Exception) -> JobFailure:
