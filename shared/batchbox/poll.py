@@ -74,6 +74,7 @@ class TickReport:
     cancelled: list[str] = field(default_factory=list)
     errors: int = 0
     recounted: int = 0  # records written again to store their running-job count
+    intakes_waiting: int = 0  # intakes left for the next tick (half the budget was spent)
     # The first input left unchecked when the budget was spent ("": none was).
     stopped_at: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -146,7 +147,7 @@ def run_tick(deps: Deps) -> TickReport:
         stranded += _sweep_if_due(deps, report)
     except errors.BatchboxError as exc:
         failures.append(exc)
-    failures += _in_pool(stranded, lambda r: _resume_intake(r, deps, report), deps)
+    failures += _resume_intakes(stranded, deps, report)
     recount = later.recount[:RECOUNT_PER_TICK]
     failures += _in_pool(recount, lambda r: _recount(r, deps, report), deps)
     waiting = [r for r in later.queued if any(jobs.needs_submit(job, now) for job in r.jobs)]
@@ -474,6 +475,38 @@ def _announce_if_due(record: InputRecord, deps: Deps, report: TickReport) -> Non
 
 
 # --- Stranded intake, the queue, the sweep --------------------------------------------------------
+
+
+def _resume_intakes(
+    records: list[InputRecord], deps: Deps, report: TickReport
+) -> list[BaseException]:
+    """Resume the intakes in ``records``, oldest first, ``poll_intake_concurrency`` at a time,
+    starting none after half the tick's budget (counted from now): each validates and stages a
+    whole upload, and a tick after an outage may find hundreds. Those not started wait for the
+    next tick (their leases have run out, or the sweep left them unleased)."""
+    if not records:
+        return []
+    settings = deps.settings
+    deadline = deps.clock() + dt.timedelta(seconds=settings.poll_budget_seconds / 2)
+    unique = {record.job_id: record for record in records}.values()
+    oldest_first = sorted(unique, key=lambda record: (record.created_at, record.job_id))
+
+    def resume(record: InputRecord) -> None:
+        if deps.clock() >= deadline:
+            report.count("intakes_waiting")
+            return
+        _resume_intake(record, deps, report)
+
+    with _Pool(min(settings.poll_intake_concurrency, len(oldest_first))) as pool:
+        for record in oldest_first:
+            pool.submit(resume, record)
+    if report.intakes_waiting:
+        log.info(
+            "tick: %d intakes wait for the next tick (half the budget of %d s was spent)",
+            report.intakes_waiting,
+            settings.poll_budget_seconds,
+        )
+    return pool.failures
 
 
 def _resume_intake(record: InputRecord, deps: Deps, report: TickReport) -> None:

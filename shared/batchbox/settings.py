@@ -159,6 +159,10 @@ class Settings(BaseModel):
     # How long a tick goes on starting job checks; what it has not reached by then, the next
     # tick starts with (keep it under the poll schedule's interval and the function's timeout).
     poll_budget_seconds: int = Field(default=90, gt=0)
+    # Intakes a tick resumes at once (uploads whose submit worker died, or that the sweep
+    # found): each validates and stages a whole file, as much memory and CPU as one submit
+    # instance. None starts after half the budget; the rest wait for the next tick.
+    poll_intake_concurrency: int = Field(default=2, gt=0, le=16)
     max_running_jobs: int = Field(default=8, gt=0)
     notify_lease_seconds: int = Field(default=120, gt=0)
     reannounce_seconds: int = Field(default=3600, gt=0)

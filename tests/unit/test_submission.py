@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
+from typing import Any
 
 import orjson
 import pytest
@@ -18,6 +20,7 @@ from batchbox.submit import claim, handle_finalized
 from tests.fakes import (
     Clock,
     FakeBatchJobs,
+    MemoryBlobStore,
     make_deps,
     make_settings,
 )
@@ -572,3 +575,70 @@ def test_a_worker_killed_before_its_rejection_is_published_is_taken_over() -> No
     assert attrs["ce-type"] == "dev.batchbox.job.v1.rejected"
     [record] = deps.registry.records.values()
     assert record.stage is Stage.REJECTED and record.result_event
+
+
+class IntakeMeter(MemoryBlobStore):
+    """Counts the uploads being read at once; each read of an upload takes a moment and, with a
+    ``clock``, moves it on by ``tick`` (an intake that takes that long)."""
+
+    def __init__(self, clock: Clock | None = None, tick: float = 0) -> None:
+        super().__init__()
+        self.clock, self.tick = clock, tick
+        self.reading = self.most = 0
+        self.read_order: list[str] = []
+        self._lock = threading.Lock()
+
+    def open_read(self, uri: str, *, generation: str | None = None) -> Any:
+        if not uri.startswith("gs://inbox/"):
+            return super().open_read(uri, generation=generation)
+        with self._lock:
+            self.reading += 1
+            self.most = max(self.most, self.reading)
+            self.read_order.append(uri.rsplit("/", 1)[-1])
+        time.sleep(0.05)
+        if self.clock is not None:
+            self.clock.advance(self.tick)
+        with self._lock:
+            self.reading -= 1
+        return super().open_read(uri, generation=generation)
+
+
+def _stranded(deps: Any, clock: Clock, count: int) -> list[str]:
+    """``count`` uploads whose submit worker died mid-validation, oldest first; then their
+    leases run out."""
+    names = []
+    for index in range(count):
+        obj = upload(deps, f"u{index}.jsonl", jsonl(*GOOD))
+        _died_while_validating(deps, obj)
+        names.append(obj.name)
+        clock.advance(1)
+    clock.advance(deps.settings.lease_seconds + 1)
+    return names
+
+
+def test_poll_resumes_a_few_intakes_at_once_not_every_stranded_one() -> None:
+    """Each intake validates and stages a whole upload, as much CPU and memory as one submit
+    instance: a tick after an outage must not start dozens at once (one poll instance would
+    run out of memory, and every intake would start again on the next tick)."""
+    clock = Clock()
+    blobs = IntakeMeter()
+    deps = make_deps(make_settings(poll_concurrency=64), clock=clock, blobs=blobs)
+    _stranded(deps, clock, 8)
+    report = run_tick(deps)
+    assert len(report.resumed) == 8
+    assert blobs.most == deps.settings.poll_intake_concurrency == 2
+
+
+def test_poll_starts_no_intake_after_half_its_budget_and_takes_the_oldest_first() -> None:
+    clock = Clock()
+    settings = make_settings(poll_budget_seconds=60, poll_intake_concurrency=1)
+    blobs = IntakeMeter(clock, tick=20)  # each intake takes 20 s of the tick
+    deps = make_deps(settings, clock=clock, blobs=blobs)
+    names = _stranded(deps, clock, 5)
+    first = run_tick(deps)  # 30 s for intakes: started at 0, 20; the third would start at 40
+    assert len(first.resumed) == 2 and first.intakes_waiting == 3
+    second = run_tick(deps)
+    assert len(second.resumed) == 2 and second.intakes_waiting == 1
+    assert len(run_tick(deps).resumed) == 1
+    assert blobs.read_order == names
+    assert all(deps.registry.get(job_id_for("inbox", n, "1")).stage is Stage.RUNNING for n in names)
