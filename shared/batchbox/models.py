@@ -230,6 +230,7 @@ class InputRecord(BaseModel):
     processed_at: dt.datetime | None = None
     lease_until: dt.datetime | None = None  # a worker owns the input's current step until then
     lease_owner: str | None = None  # which worker: a random token per claim or take-over
+    intake_attempts: int = 0  # times the reconciler took its intake over (its worker stopped)
     notify_lease_until: dt.datetime | None = None
     notified_at: dt.datetime | None = None
     result_event: dict[str, Any] | None = None

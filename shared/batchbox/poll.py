@@ -13,12 +13,14 @@ Once every page is read and every one of those checks has ended:
 
 2. a FINISHED input whose announcement was lost (the tick died, the message was dead-lettered)
    or whose post-processing worker died (its lease ran out) is announced again;
-3. a RECEIVED input whose worker's lease ran out (it died while validating) is taken over and its
-   intake run again from the start;
-4. QUEUED jobs are submitted while the running-job cap allows (counted after the checks, so the
+3. QUEUED jobs are submitted while the running-job cap allows (counted after the checks, so the
    jobs that just ended make room), oldest input first, and submissions whose worker died are
    finished (found by display name, never created twice);
-5. every ``sweep_seconds``, the inbox sweep claims inputs that never got a record at all.
+4. every ``sweep_seconds``, the inbox sweep claims inputs that never got a record at all;
+5. a RECEIVED input whose worker's lease ran out (it died while validating), or that the sweep
+   claimed, is taken over and its intake run again from the start: ``poll_intake_concurrency``
+   at a time, those taken over fewest times first, then the oldest; once the budget is spent no
+   more start (the first ones always do), and the rest wait for the next tick.
 
 A tick starts checks for at most ``poll_budget_seconds``, so that it ends within the function's
 timeout however many jobs are running. RUNNING inputs are read in rounds: once the budget is
@@ -74,7 +76,7 @@ class TickReport:
     cancelled: list[str] = field(default_factory=list)
     errors: int = 0
     recounted: int = 0  # records written again to store their running-job count
-    intakes_waiting: int = 0  # intakes left for the next tick (half the budget was spent)
+    intakes_waiting: int = 0  # intakes left for the next tick (its budget was spent)
     # The first input left unchecked when the budget was spent ("": none was).
     stopped_at: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -142,12 +144,6 @@ def run_tick(deps: Deps) -> TickReport:
         )
     now = deps.clock()
     failures += _in_pool(later.finished, lambda r: _announce_if_due(r, deps, report), deps)
-    stranded = [r for r in later.received if r.lease_over(now)]
-    try:
-        stranded += _sweep_if_due(deps, report)
-    except errors.BatchboxError as exc:
-        failures.append(exc)
-    failures += _resume_intakes(stranded, deps, report)
     recount = later.recount[:RECOUNT_PER_TICK]
     failures += _in_pool(recount, lambda r: _recount(r, deps, report), deps)
     waiting = [r for r in later.queued if any(jobs.needs_submit(job, now) for job in r.jobs)]
@@ -155,6 +151,13 @@ def run_tick(deps: Deps) -> TickReport:
         _submit_waiting(waiting, deps, report)
     except errors.BatchboxError as exc:
         failures.append(exc)
+    # Intakes last: each may take a while (a whole upload validated and staged).
+    stranded = [r for r in later.received if r.lease_over(now)]
+    try:
+        stranded += _sweep_if_due(deps, report)
+    except errors.BatchboxError as exc:
+        failures.append(exc)
+    failures += _resume_intakes(stranded, deps, report, budget.deadline)
     log.info(
         "tick: %d active jobs checked, %d changed, %d inputs finished, %d jobs submitted",
         report.checked,
@@ -204,7 +207,7 @@ class _Budget:
 
     def __init__(self, deps: Deps, start: str) -> None:
         self._clock = deps.clock
-        self._deadline = deps.clock() + dt.timedelta(seconds=deps.settings.poll_budget_seconds)
+        self.deadline = deps.clock() + dt.timedelta(seconds=deps.settings.poll_budget_seconds)
         self._start = start
         self.spent = False
         self._first_unchecked = ""
@@ -212,7 +215,7 @@ class _Budget:
 
     def left(self, record: InputRecord) -> bool:
         """Whether ``record``'s checks may start; if not, it is noted as left unchecked."""
-        if not self.spent and self._clock() >= self._deadline:
+        if not self.spent and self._clock() >= self.deadline:
             self.spent = True
         if self.spent:
             with self._lock:
@@ -478,33 +481,39 @@ def _announce_if_due(record: InputRecord, deps: Deps, report: TickReport) -> Non
 
 
 def _resume_intakes(
-    records: list[InputRecord], deps: Deps, report: TickReport
+    records: list[InputRecord], deps: Deps, report: TickReport, deadline: dt.datetime
 ) -> list[BaseException]:
-    """Resume the intakes in ``records``, oldest first, ``poll_intake_concurrency`` at a time,
-    starting none after half the tick's budget (counted from now): each validates and stages a
-    whole upload, and a tick after an outage may find hundreds. Those not started wait for the
-    next tick (their leases have run out, or the sweep left them unleased)."""
+    """Resume the intakes in ``records``, ``poll_intake_concurrency`` at a time: each validates
+    and stages a whole upload, and a tick after an outage may find hundreds. The first of them
+    always start; no other starts after the tick's budget (``deadline``), and those not started
+    wait for the next tick. Those taken over fewer times go first, then the oldest: an intake
+    that keeps failing goes behind the others instead of taking every tick's turns."""
     if not records:
         return []
-    settings = deps.settings
-    deadline = deps.clock() + dt.timedelta(seconds=settings.poll_budget_seconds / 2)
     unique = {record.job_id: record for record in records}.values()
-    oldest_first = sorted(unique, key=lambda record: (record.created_at, record.job_id))
+    order = sorted(unique, key=lambda r: (r.intake_attempts, r.created_at, r.job_id))
+    workers = min(deps.settings.poll_intake_concurrency, len(order))
+    started = 0
+    lock = threading.Lock()
 
     def resume(record: InputRecord) -> None:
-        if deps.clock() >= deadline:
+        nonlocal started
+        with lock:
+            go = started < workers or deps.clock() < deadline
+            started += go
+        if not go:
             report.count("intakes_waiting")
             return
         _resume_intake(record, deps, report)
 
-    with _Pool(min(settings.poll_intake_concurrency, len(oldest_first))) as pool:
-        for record in oldest_first:
+    with _Pool(workers) as pool:
+        for record in order:
             pool.submit(resume, record)
     if report.intakes_waiting:
         log.info(
-            "tick: %d intakes wait for the next tick (half the budget of %d s was spent)",
+            "tick: %d intakes wait for the next tick (its budget of %d s was spent)",
             report.intakes_waiting,
-            settings.poll_budget_seconds,
+            deps.settings.poll_budget_seconds,
         )
     return pool.failures
 

@@ -161,7 +161,7 @@ class Settings(BaseModel):
     poll_budget_seconds: int = Field(default=90, gt=0)
     # Intakes a tick resumes at once (uploads whose submit worker died, or that the sweep
     # found): each validates and stages a whole file, as much memory and CPU as one submit
-    # instance. None starts after half the budget; the rest wait for the next tick.
+    # instance. Once the tick's budget is spent no more start; the rest wait for the next tick.
     poll_intake_concurrency: int = Field(default=2, gt=0, le=16)
     max_running_jobs: int = Field(default=8, gt=0)
     notify_lease_seconds: int = Field(default=120, gt=0)

@@ -172,7 +172,13 @@ def take_over(job_id: str, deps: Deps) -> InputRecord | None:
     def take(current: InputRecord) -> InputRecord | None:
         if current.stage is Stage.RECEIVED and current.lease_over(now):
             lease = now + dt.timedelta(seconds=deps.settings.lease_seconds)
-            return current.model_copy(update={"lease_until": lease, "lease_owner": owner})
+            return current.model_copy(
+                update={
+                    "lease_until": lease,
+                    "lease_owner": owner,
+                    "intake_attempts": current.intake_attempts + 1,
+                }
+            )
         return None
 
     taken = deps.registry.update(job_id, take)

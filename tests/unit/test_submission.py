@@ -579,11 +579,13 @@ def test_a_worker_killed_before_its_rejection_is_published_is_taken_over() -> No
 
 class IntakeMeter(MemoryBlobStore):
     """Counts the uploads being read at once; each read of an upload takes a moment and, with a
-    ``clock``, moves it on by ``tick`` (an intake that takes that long)."""
+    ``clock``, moves it on by ``tick`` (an intake that takes that long). Reading an upload in
+    ``failing`` fails, as a transient error would."""
 
     def __init__(self, clock: Clock | None = None, tick: float = 0) -> None:
         super().__init__()
         self.clock, self.tick = clock, tick
+        self.failing: set[str] = set()
         self.reading = self.most = 0
         self.read_order: list[str] = []
         self._lock = threading.Lock()
@@ -591,29 +593,35 @@ class IntakeMeter(MemoryBlobStore):
     def open_read(self, uri: str, *, generation: str | None = None) -> Any:
         if not uri.startswith("gs://inbox/"):
             return super().open_read(uri, generation=generation)
+        name = uri.rsplit("/", 1)[-1]
         with self._lock:
             self.reading += 1
             self.most = max(self.most, self.reading)
-            self.read_order.append(uri.rsplit("/", 1)[-1])
+            self.read_order.append(name)
         time.sleep(0.05)
         if self.clock is not None:
             self.clock.advance(self.tick)
         with self._lock:
             self.reading -= 1
+        if name in self.failing:
+            raise errors.RetryableError(f"503 reading {uri}")
         return super().open_read(uri, generation=generation)
 
 
-def _stranded(deps: Any, clock: Clock, count: int) -> list[str]:
-    """``count`` uploads whose submit worker died mid-validation, oldest first; then their
+def _stranded(deps: Any, clock: Clock, names: list[str]) -> list[str]:
+    """Uploads whose submit worker died mid-validation, in this order (oldest first); then their
     leases run out."""
-    names = []
-    for index in range(count):
-        obj = upload(deps, f"u{index}.jsonl", jsonl(*GOOD))
-        _died_while_validating(deps, obj)
-        names.append(obj.name)
+    for name in names:
+        _died_while_validating(deps, upload(deps, name, jsonl(*GOOD)))
         clock.advance(1)
     clock.advance(deps.settings.lease_seconds + 1)
     return names
+
+
+def _stage(deps: Any, name: str) -> Stage:
+    record = deps.registry.get(job_id_for("inbox", name, "1"))
+    assert record is not None
+    return record.stage
 
 
 def test_poll_resumes_a_few_intakes_at_once_not_every_stranded_one() -> None:
@@ -623,22 +631,41 @@ def test_poll_resumes_a_few_intakes_at_once_not_every_stranded_one() -> None:
     clock = Clock()
     blobs = IntakeMeter()
     deps = make_deps(make_settings(poll_concurrency=64), clock=clock, blobs=blobs)
-    _stranded(deps, clock, 8)
+    _stranded(deps, clock, [f"u{index}.jsonl" for index in range(8)])
     report = run_tick(deps)
     assert len(report.resumed) == 8
-    assert blobs.most == deps.settings.poll_intake_concurrency == 2
+    assert deps.settings.poll_intake_concurrency == 2 and blobs.most <= 2
 
 
-def test_poll_starts_no_intake_after_half_its_budget_and_takes_the_oldest_first() -> None:
+def test_poll_starts_no_intake_once_its_budget_is_spent_and_takes_the_oldest_first() -> None:
     clock = Clock()
     settings = make_settings(poll_budget_seconds=60, poll_intake_concurrency=1)
     blobs = IntakeMeter(clock, tick=20)  # each intake takes 20 s of the tick
     deps = make_deps(settings, clock=clock, blobs=blobs)
-    names = _stranded(deps, clock, 5)
-    first = run_tick(deps)  # 30 s for intakes: started at 0, 20; the third would start at 40
-    assert len(first.resumed) == 2 and first.intakes_waiting == 3
+    # Created in this order; their job ids sort the other way round.
+    names = _stranded(deps, clock, [f"z{9 - index}.jsonl" for index in range(5)])
+    first = run_tick(deps)  # started at 0, 20 and 40 s; the fourth would start at 60
+    assert len(first.resumed) == 3 and first.intakes_waiting == 2
     second = run_tick(deps)
-    assert len(second.resumed) == 2 and second.intakes_waiting == 1
-    assert len(run_tick(deps).resumed) == 1
+    assert len(second.resumed) == 2 and second.intakes_waiting == 0
     assert blobs.read_order == names
-    assert all(deps.registry.get(job_id_for("inbox", n, "1")).stage is Stage.RUNNING for n in names)
+    assert all(_stage(deps, name) is Stage.RUNNING for name in names)
+
+
+def test_an_intake_that_keeps_failing_goes_behind_the_others() -> None:
+    clock = Clock()
+    settings = make_settings(poll_budget_seconds=60, poll_intake_concurrency=1)
+    blobs = IntakeMeter(clock, tick=70)  # every intake outlasts the tick's budget
+    deps = make_deps(settings, clock=clock, blobs=blobs)
+    bad, *good = _stranded(deps, clock, ["bad.jsonl", "g1.jsonl", "g2.jsonl"])
+    blobs.failing.add(bad)
+    with pytest.raises(errors.RetryableError):
+        run_tick(deps)  # the oldest goes first, and fails
+    run_tick(deps)  # then each of the others gets a turn before it
+    run_tick(deps)
+    with pytest.raises(errors.RetryableError):
+        run_tick(deps)
+    assert blobs.read_order == [bad, *good, bad]
+    assert [_stage(deps, name) for name in good] == [Stage.RUNNING, Stage.RUNNING]
+    record = deps.registry.get(job_id_for("inbox", bad, "1"))
+    assert record is not None and record.stage is Stage.RECEIVED and record.intake_attempts == 2
