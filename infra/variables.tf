@@ -201,7 +201,7 @@ variable "poll_schedule" {
 }
 
 variable "poll_budget_seconds" {
-  description = "How long one poll tick starts job checks (BATCHBOX_POLL_BUDGET_SECONDS); the next tick starts where it stopped. Keep it under the interval of poll_schedule, so that ticks do not overlap; it is capped at half of poll_function's timeout."
+  description = "How long one poll tick starts job checks and resumed intakes (BATCHBOX_POLL_BUDGET_SECONDS); the next tick starts where it stopped. Keep it under the interval of poll_schedule; a tick also ends the intakes it started (an upload validated and staged), so it can run longer (overlapping ticks are safe). It is capped at half of poll_function's timeout."
   type        = number
   default     = 90
   validation {
