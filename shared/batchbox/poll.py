@@ -19,8 +19,8 @@ Once every page is read and every one of those checks has ended:
 4. every ``sweep_seconds``, the inbox sweep claims inputs that never got a record at all;
 5. a RECEIVED input whose worker's lease ran out (it died while validating), or that the sweep
    claimed, is taken over and its intake run again from the start: ``poll_intake_concurrency``
-   at a time, those taken over fewest times first, then the oldest; once the budget is spent no
-   more start (the first ones always do), and the rest wait for the next tick.
+   at a time, the one waiting longest first (since its claim or its last take-over); once the
+   budget is spent no more start (the first ones always do), and the rest wait for the next tick.
 
 A tick starts checks for at most ``poll_budget_seconds``, so that it ends within the function's
 timeout however many jobs are running. RUNNING inputs are read in rounds: once the budget is
@@ -486,12 +486,13 @@ def _resume_intakes(
     """Resume the intakes in ``records``, ``poll_intake_concurrency`` at a time: each validates
     and stages a whole upload, and a tick after an outage may find hundreds. The first of them
     always start; no other starts after the tick's budget (``deadline``), and those not started
-    wait for the next tick. Those taken over fewer times go first, then the oldest: an intake
-    that keeps failing goes behind the others instead of taking every tick's turns."""
+    wait for the next tick. The one waiting longest goes first (since it was claimed, or since
+    its intake was last taken over): an intake that keeps failing goes behind the others instead
+    of taking every tick's turns, and is not left behind by those that arrive later either."""
     if not records:
         return []
     unique = {record.job_id: record for record in records}.values()
-    order = sorted(unique, key=lambda r: (r.intake_attempts, r.created_at, r.job_id))
+    order = sorted(unique, key=lambda r: (r.intake_taken_at or r.created_at, r.job_id))
     workers = min(deps.settings.poll_intake_concurrency, len(order))
     started = 0
     lock = threading.Lock()

@@ -177,6 +177,7 @@ def take_over(job_id: str, deps: Deps) -> InputRecord | None:
                     "lease_until": lease,
                     "lease_owner": owner,
                     "intake_attempts": current.intake_attempts + 1,
+                    "intake_taken_at": now,
                 }
             )
         return None

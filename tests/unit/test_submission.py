@@ -661,11 +661,13 @@ def test_an_intake_that_keeps_failing_goes_behind_the_others() -> None:
     blobs.failing.add(bad)
     with pytest.raises(errors.RetryableError):
         run_tick(deps)  # the oldest goes first, and fails
-    run_tick(deps)  # then each of the others gets a turn before it
+    [late] = _stranded(deps, clock, ["late.jsonl"])  # arrives after that attempt
+    run_tick(deps)  # then each of those waiting longer gets a turn before it
     run_tick(deps)
     with pytest.raises(errors.RetryableError):
-        run_tick(deps)
-    assert blobs.read_order == [bad, *good, bad]
-    assert [_stage(deps, name) for name in good] == [Stage.RUNNING, Stage.RUNNING]
+        run_tick(deps)  # and it comes before those that arrived after its attempt
+    run_tick(deps)
+    assert blobs.read_order == [bad, *good, bad, late]
+    assert [_stage(deps, name) for name in [*good, late]] == [Stage.RUNNING] * 3
     record = deps.registry.get(job_id_for("inbox", bad, "1"))
     assert record is not None and record.stage is Stage.RECEIVED and record.intake_attempts == 2
