@@ -13,9 +13,11 @@ Once every page is read and every one of those checks has ended:
 
 2. a FINISHED input whose announcement was lost (the tick died, the message was dead-lettered)
    or whose post-processing worker died (its lease ran out) is announced again;
-3. QUEUED jobs are submitted while the running-job cap allows (counted after the checks, so the
-   jobs that just ended make room), oldest input first, and submissions whose worker died are
-   finished (found by display name, never created twice);
+3. a RUNNING record whose stored running-job count is missing or wrong (written by an older
+   version) is written again, so that the cap is counted from stored counts (up to
+   ``RECOUNT_PER_TICK`` a tick); then QUEUED jobs are submitted while the running-job cap allows
+   (counted after the checks, so the jobs that just ended make room), oldest input first, and
+   submissions whose worker died are finished (found by display name, never created twice);
 4. every ``sweep_seconds``, the inbox sweep claims inputs that never got a record at all;
 5. a RECEIVED input whose worker's lease ran out (it died while validating), or that the sweep
    claimed, is taken over and its intake run again from the start: ``poll_intake_concurrency``
