@@ -230,10 +230,8 @@ class InputRecord(BaseModel):
     processed_at: dt.datetime | None = None
     lease_until: dt.datetime | None = None  # a worker owns the input's current step until then
     lease_owner: str | None = None  # which worker: a random token per claim or take-over
-    # Workers that stopped partway through its intake (their lease ran out while they held it),
-    # and when its intake was last taken over.
-    intakes_stopped: int = 0
-    intake_taken_at: dt.datetime | None = None
+    intake_attempts: int = 0  # times its intake was taken over (the worker before stopped)
+    intake_taken_at: dt.datetime | None = None  # the last of those take-overs
     notify_lease_until: dt.datetime | None = None
     notified_at: dt.datetime | None = None
     result_event: dict[str, Any] | None = None

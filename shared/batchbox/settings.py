@@ -147,9 +147,6 @@ class Settings(BaseModel):
     # How long a worker owns a step (validating an upload, creating a job) before the
     # reconciler may take it over; a live worker renews it every third of that.
     lease_seconds: int = Field(default=90, ge=10)
-    # How many times an upload's intake is started again after its worker stopped partway (out
-    # of memory or time); after that, the upload is rejected with a report saying so.
-    max_intake_restarts: int = Field(default=3, ge=0)
     # The inbox sweep: how often poll lists the inbox for inputs with no record (every event
     # lost), and how old an object must be before the sweep claims it. ``off`` disables it.
     sweep_seconds: int | None = Field(default=600, gt=0)

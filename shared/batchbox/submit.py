@@ -172,14 +172,11 @@ def take_over(job_id: str, deps: Deps) -> InputRecord | None:
     def take(current: InputRecord) -> InputRecord | None:
         if current.stage is Stage.RECEIVED and current.lease_over(now):
             lease = now + dt.timedelta(seconds=deps.settings.lease_seconds)
-            # A lease that ran out while held: its worker stopped partway (a worker that fails
-            # in a way that is retried lets its lease go; an unclaimed input never had one).
-            stopped = current.lease_until is not None
             return current.model_copy(
                 update={
                     "lease_until": lease,
                     "lease_owner": owner,
-                    "intakes_stopped": current.intakes_stopped + stopped,
+                    "intake_attempts": current.intake_attempts + 1,
                     "intake_taken_at": now,
                 }
             )
@@ -250,10 +247,6 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
     """
     settings = deps.settings
     with _leased(record, deps) as lease:
-        if record.intakes_stopped > settings.max_intake_restarts:
-            return reject(
-                record, deps, options=None, reason=_never_finished(record), report=None, lease=lease
-            )
         try:
             plan = _plan(record, deps)
         except errors.NotFoundError:
@@ -353,16 +346,6 @@ class _Plan:
     source_name: str  # the file name the validator checks the suffix of
     destination: str | None = None  # bq://… (None: the output bucket's job folder)
     table: TableRef | None = None  # the source table
-
-
-def _never_finished(record: InputRecord) -> str:
-    return (
-        f"the intake of {record.input_uri} was started {record.intakes_stopped} times, and each "
-        "time its worker stopped before it was done (out of memory or time, or an unexpected "
-        "failure: the function's logs say which); split the file into smaller ones, or give the "
-        "submit and poll functions more memory or time, and upload it again (the upload is "
-        "untouched)"
-    )
 
 
 def _vanished(record: InputRecord) -> str:

@@ -577,10 +577,6 @@ def test_a_worker_killed_before_its_rejection_is_published_is_taken_over() -> No
     assert record.stage is Stage.REJECTED and record.result_event
 
 
-class WorkerKilled(BaseException):
-    """The process stopped where it stood (out of memory, out of time): nothing is released."""
-
-
 class IntakeMeter(MemoryBlobStore):
     """Counts the uploads being read at once; each read of an upload takes a moment and, with a
     ``clock``, moves it on by ``tick`` (an intake that takes that long). Reading an upload in
@@ -590,7 +586,6 @@ class IntakeMeter(MemoryBlobStore):
         super().__init__()
         self.clock, self.tick = clock, tick
         self.failing: set[str] = set()
-        self.killing: set[str] = set()
         self.reading = self.most = 0
         self.read_order: list[str] = []
         self._lock = threading.Lock()
@@ -610,8 +605,6 @@ class IntakeMeter(MemoryBlobStore):
             self.reading -= 1
         if name in self.failing:
             raise errors.RetryableError(f"503 reading {uri}")
-        if name in self.killing:
-            raise WorkerKilled(name)
         return super().open_read(uri, generation=generation)
 
 
@@ -677,30 +670,4 @@ def test_an_intake_that_keeps_failing_goes_behind_the_others() -> None:
     assert blobs.read_order == [bad, *good, bad, late]
     assert [_stage(deps, name) for name in [*good, late]] == [Stage.RUNNING] * 3
     record = deps.registry.get(job_id_for("inbox", bad, "1"))
-    # Only submit's worker stopped partway; a failure that is retried lets the lease go.
-    assert record is not None and record.stage is Stage.RECEIVED and record.intakes_stopped == 1
-
-
-def test_an_upload_whose_intake_keeps_stopping_its_worker_is_rejected_with_a_report() -> None:
-    clock = Clock()
-    blobs = IntakeMeter()
-    deps = make_deps(make_settings(max_intake_restarts=2), clock=clock, blobs=blobs)
-    [poison] = _stranded(deps, clock, ["poison.jsonl"])  # submit's worker stopped: once
-    blobs.killing.add(poison)
-    for _ in range(2):  # started again twice, and each time its worker stops too
-        with pytest.raises(WorkerKilled):
-            run_tick(deps)
-        clock.advance(deps.settings.lease_seconds + 1)
-    report = run_tick(deps)  # a third stop is found: rejected, not started again
-
-    assert blobs.read_order == [poison, poison]
-    record = deps.registry.get(job_id_for("inbox", poison, "1"))
-    assert record is not None and record.stage is Stage.REJECTED and record.intakes_stopped == 3
-    assert report.resumed == [record.job_id]
-    reason = record.error["message"]
-    assert "was started 3 times, and each time its worker stopped" in reason
-    assert "split the file" in reason
-    [(data, attributes)] = deps.publisher.on("batchbox-results")
-    assert attributes["ce-type"] == "dev.batchbox.job.v1.rejected"
-    assert orjson.loads(data)["state"] == "REJECTED"
-    assert deps.blobs.stat(f"gs://inbox/{poison}") is not None  # the upload is untouched
+    assert record is not None and record.stage is Stage.RECEIVED and record.intake_attempts == 2
