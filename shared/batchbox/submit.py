@@ -208,21 +208,37 @@ class _Lease(StepLease):
         self._lines = 0
 
     def tick(self) -> None:
-        """Called per line; renews the lease every third of its length.
+        """Called per valid line: ``keep`` every few hundred lines."""
+        self._lines += 1
+        if not self._lines % _LEASE_CHECK_LINES:
+            self.keep()
+
+    def keep(self) -> None:
+        """Renew the lease when a third of it has passed since it was last renewed.
 
         Raises:
             InProgressError: the lease was lost (this worker stalled past it and another took
                 over); this worker stops and leaves the input to the other.
         """
-        self._lines += 1
-        if self._lines % _LEASE_CHECK_LINES:
-            return
         now = self.deps.clock()
         if (now - self._renewed).total_seconds() < self.seconds / 3:
             return
         if not self.extend():
             raise errors.InProgressError(f"input {self.job_id} was taken over by another worker")
         self._renewed = now
+
+
+class _Renewing:
+    """The source as the validator reads it, the lease kept at every read: a long run of
+    invalid lines (which yields no valid line to tick on) does not let it lapse."""
+
+    def __init__(self, source: Any, lease: _Lease) -> None:
+        self._source = source
+        self._lease = lease
+
+    def read(self, size: int = -1) -> bytes:
+        self._lease.keep()
+        return self._source.read(size)  # type: ignore[no-any-return]
 
 
 @contextmanager
@@ -280,7 +296,7 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
         )
         try:
             with _open_source(plan, record, deps) as source, shards:
-                for valid in validator.lines(source):
+                for valid in validator.lines(_Renewing(source, lease)):
                     shards.write(staged_line(valid))
                     lease.tick()
         except errors.NotFoundError:

@@ -16,7 +16,7 @@ from batchbox.keys import LINE_LABEL, job_id_for
 from batchbox.models import JobStage, Stage, StorageObject
 from batchbox.options import resolve_options
 from batchbox.poll import run_tick
-from batchbox.submit import claim, handle_finalized
+from batchbox.submit import claim, handle_finalized, take_over
 from tests.fakes import (
     Clock,
     FakeBatchJobs,
@@ -671,3 +671,34 @@ def test_an_intake_that_keeps_failing_goes_behind_the_others() -> None:
     assert [_stage(deps, name) for name in [*good, late]] == [Stage.RUNNING] * 3
     record = deps.registry.get(job_id_for("inbox", bad, "1"))
     assert record is not None and record.stage is Stage.RECEIVED and record.intake_attempts == 2
+
+
+def test_a_live_worker_keeps_its_lease_through_a_long_run_of_invalid_lines() -> None:
+    """The lease is renewed as the upload is read, not only per valid line: a file whose
+    invalid lines take longer than a lease to read is still rejected with its report by the
+    worker reading it, not taken over from it (and the report thrown away) again and again."""
+    clock = Clock()
+    deps = make_deps(make_settings(lease_seconds=30), clock=clock)
+    bad = {"id": "x", "request": {"contents": [{"role": "user", "parts": [{"txt": "typo"}]}]}}
+    obj = upload(deps, "bad.jsonl", jsonl(*[bad | {"id": f"r{i}"} for i in range(3000)]))
+    job_id = job_id_for("inbox", "bad.jsonl", "1")
+    taken: list[object] = []
+    original = deps.blobs._reader
+
+    def slow_reader(data: bytes):
+        reader = original(data)
+        read = reader.read
+
+        def read_slowly(size: int = -1) -> bytes:
+            clock.advance(20)  # every chunk takes 20 s of the 30 s lease
+            taken.append(take_over(job_id, deps))  # the reconciler looks in meanwhile
+            return read(min(size, 64 * 1024) if size and size > 0 else 64 * 1024)
+
+        reader.read = read_slowly
+        return reader
+
+    deps.blobs._reader = slow_reader
+    record = handle_finalized(obj, event_time=None, deps=deps)
+    assert len(taken) > 3 and taken == [None] * len(taken)  # never taken over
+    assert record is not None and record.stage is Stage.REJECTED
+    assert record.report_uri is not None
