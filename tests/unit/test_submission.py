@@ -174,27 +174,34 @@ def test_worker_dying_mid_validation_is_resumed_by_the_reconciler_after_its_leas
     assert record.jobs[0].stage is JobStage.ACTIVE and len(deps.batch.created) == 1
 
 
-def test_a_live_worker_renews_its_lease_while_it_streams() -> None:
-    clock = Clock()
-    deps = make_deps(make_settings(lease_seconds=30), clock=clock)
-    rows = [GOOD[0] | {"id": f"r{i}"} for i in range(3000)]
-    obj = upload(deps, "big.jsonl", jsonl(*rows))
-    seen: list[object] = []
+def _slow_reads(deps: Any, clock: Clock, each: Any) -> None:
+    """Every read of an upload takes 20 s (of a 30 s lease) and at most 64 KiB; ``each`` is
+    called at every read."""
     original = deps.blobs._reader
 
-    def slow_reader(data: bytes):
+    def slow_reader(data: bytes) -> Any:
         reader = original(data)
         read = reader.read
 
         def read_slowly(size: int = -1) -> bytes:
-            clock.advance(20)  # every chunk takes 20 s of the 30 s lease
-            seen.append(deps.registry.get(job_id_for("inbox", "big.jsonl", "1")).lease_until)
+            clock.advance(20)
+            each()
             return read(min(size, 64 * 1024) if size and size > 0 else 64 * 1024)
 
         reader.read = read_slowly
         return reader
 
     deps.blobs._reader = slow_reader
+
+
+def test_a_live_worker_renews_its_lease_while_it_streams() -> None:
+    clock = Clock()
+    deps = make_deps(make_settings(lease_seconds=30), clock=clock)
+    rows = [GOOD[0] | {"id": f"r{i}"} for i in range(3000)]
+    obj = upload(deps, "big.jsonl", jsonl(*rows))
+    seen: list[object] = []
+    job_id = job_id_for("inbox", "big.jsonl", "1")
+    _slow_reads(deps, clock, lambda: seen.append(deps.registry.get(job_id).lease_until))
     record = handle_finalized(obj, event_time=None, deps=deps)
     assert record is not None and record.stage is Stage.RUNNING
     assert clock.now - deps.registry.get(record.job_id).created_at > dt.timedelta(seconds=60)
@@ -683,21 +690,8 @@ def test_a_live_worker_keeps_its_lease_through_a_long_run_of_invalid_lines() -> 
     obj = upload(deps, "bad.jsonl", jsonl(*[bad | {"id": f"r{i}"} for i in range(3000)]))
     job_id = job_id_for("inbox", "bad.jsonl", "1")
     taken: list[object] = []
-    original = deps.blobs._reader
-
-    def slow_reader(data: bytes):
-        reader = original(data)
-        read = reader.read
-
-        def read_slowly(size: int = -1) -> bytes:
-            clock.advance(20)  # every chunk takes 20 s of the 30 s lease
-            taken.append(take_over(job_id, deps))  # the reconciler looks in meanwhile
-            return read(min(size, 64 * 1024) if size and size > 0 else 64 * 1024)
-
-        reader.read = read_slowly
-        return reader
-
-    deps.blobs._reader = slow_reader
+    # The reconciler looks in at every read.
+    _slow_reads(deps, clock, lambda: taken.append(take_over(job_id, deps)))
     record = handle_finalized(obj, event_time=None, deps=deps)
     assert len(taken) > 3 and taken == [None] * len(taken)  # never taken over
     assert record is not None and record.stage is Stage.REJECTED
