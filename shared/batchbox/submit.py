@@ -45,9 +45,6 @@ from batchbox.validation import FileValidator, Limits, ValidationReport
 
 log = get_logger("submit")
 
-# Lines streamed between two looks at the clock for the lease (a look costs a call).
-_LEASE_CHECK_LINES = 512
-
 
 def is_batch_input(bucket: str, name: str, settings: Settings) -> str | None:
     """None when ``bucket/name`` is a batch input, else why it is ignored."""
@@ -205,13 +202,6 @@ class _Lease(StepLease):
     def __init__(self, record: InputRecord, deps: Deps) -> None:
         super().__init__(record.job_id, record.lease_owner, Stage.RECEIVED, deps)
         self._renewed = deps.clock()
-        self._lines = 0
-
-    def tick(self) -> None:
-        """Called per valid line: ``keep`` every few hundred lines."""
-        self._lines += 1
-        if not self._lines % _LEASE_CHECK_LINES:
-            self.keep()
 
     def keep(self) -> None:
         """Renew the lease when a third of it has passed since it was last renewed.
@@ -229,8 +219,8 @@ class _Lease(StepLease):
 
 
 class _Renewing:
-    """The source as the validator reads it, the lease kept at every read: a long run of
-    invalid lines (which yields no valid line to tick on) does not let it lapse."""
+    """The source as the validator reads it, the lease kept at every read (a chunk of the
+    upload, valid lines or not): a long run of invalid lines does not let it lapse."""
 
     def __init__(self, source: Any, lease: _Lease) -> None:
         self._source = source
@@ -298,7 +288,6 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
             with _open_source(plan, record, deps) as source, shards:
                 for valid in validator.lines(_Renewing(source, lease)):
                     shards.write(staged_line(valid))
-                    lease.tick()
         except errors.NotFoundError:
             shards.discard()
             return reject(
