@@ -12,7 +12,7 @@ nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
-SOURCES = ["shared", "functions", "tests", "benchmarks", "noxfile.py"]
+SOURCES = ["shared", "functions", "tests", "benchmarks", "noxfile.py", "hatch_build.py"]
 
 
 @nox.session(python=PYTHON)

@@ -18,6 +18,11 @@ from batchbox.validation.report import Limits, LineError, ValidationReport, Vali
 from batchbox.validation.request import _top_path, _walk_free, check_record, check_request
 from batchbox.validation.rules import MAX_LABELS
 
+try:  # the compiled skeletons (see _skeleton.c); without them every line is decoded
+    from batchbox.validation import _skeleton
+except ImportError:  # pragma: no cover - a build without a C compiler (hatch_build.py)
+    _skeleton = None  # type: ignore[assignment]
+
 # ``.jsonl`` is the format's name; ``.json`` is accepted too, because many tools name JSONL
 # files that way and the content check below catches real JSON documents (arrays, pretty
 # printing) on their first line anyway.
@@ -37,6 +42,10 @@ GEMINI = "gemini"
 OPENAI = "openai"
 INPUT_FORMATS = (GEMINI, OPENAI)
 _loads = orjson.loads
+# Skeletons of accepted lines remembered per file: at most this many, of at most this many bytes
+# (a line whose skeleton is longer, inline data for one, is decoded as before).
+SKELETONS = 4096
+SKELETON_BYTES = 2048
 
 
 class FileValidator:
@@ -115,6 +124,10 @@ class FileValidator:
         self._collect = True  # hand out the valid lines (check() does not)
         self._refreshes = 0
         self.fast_lines = 0  # lines the compiled fast path accepted (the rest: the checker)
+        # Skeletons of the lines the fast path accepted (see _skeleton.c): a line with one of
+        # them is accepted without being decoded, once its id is found unused.
+        self._skeletons: set[bytes] = set()
+        self.skeleton_lines = 0  # of fast_lines, those accepted by their skeleton
 
     def lines(self, stream: ByteStream) -> Iterator[ValidLine]:
         """Read ``stream`` in chunks, validate every line, and yield each valid line.
@@ -187,6 +200,12 @@ class FileValidator:
         unset = fast.UNSET
         collect = self._collect
         unparsed = ValidLine.unparsed
+        native = _skeleton
+        skeleton = native.skeleton if native is not None else None
+        accept = native.accept if native is not None else None
+        known = self._skeletons
+        id_key = self._id_field.encode() if self._id_field is not None else None
+        id_table = ids if check_ids else None
         number = 0
         stop = False
         self._refresh_decoders()
@@ -198,24 +217,72 @@ class FileValidator:
             total = self._lines_total
             valid_count = self._lines_valid
             fast_count = 0
-            for raw in block:
+            shape_count = 0
+            size = len(block)
+            index = 0
+            while index < size:
+                if known and decode is not None and accept is not None:
+                    # A run of lines with the skeleton of a line accepted before (_skeleton.c).
+                    run, without_id = accept(
+                        block,
+                        index,
+                        index + max_lines - total,
+                        id_key,
+                        SKELETON_BYTES,
+                        known,
+                        id_table,
+                        number + 1,
+                        no_id_lines,
+                        max_warnings,
+                    )
+                    if run:
+                        if collect:
+                            first = number + 1
+                            taken = block[index : index + run]
+                            out += map(unparsed, range(first, first + run), taken)  # type: ignore[arg-type]
+                        number += run
+                        index += run
+                        total += run
+                        valid_count += run
+                        fast_count += run
+                        shape_count += run
+                        self._no_id_count += without_id
+                        if index == size:
+                            continue  # the block's end: its else clause saves the counts
+                raw = block[index]
+                index += 1
                 number += 1
                 record: Any = None
+                shape: Any = None
                 if decode is not None and total < max_lines:
-                    try:
-                        record = decode(raw)
-                    except refused:
-                        if free:
-                            free.clear()
-                        record = self._other_family(raw)
+                    if skeleton is not None:
+                        shape = skeleton(raw, id_key, SKELETON_BYTES)
+                    if shape is not None and shape[0] in known:
+                        # The skeleton of a line accepted before: valid, unless its id is used.
+                        ident = shape[1]
+                        if ident is None:
+                            ident = unset
+                        if not check_ids or (ident not in ids if ident is not unset else not ids):
+                            record = shape
+                            shape_count += 1
+                            shape = None
+                    else:
+                        try:
+                            record = decode(raw)
+                        except refused:
+                            if free:
+                                free.clear()
+                            record = self._other_family(raw)
+                        if record is not None:
+                            # Decoded: valid, unless its id or a free-form value says otherwise.
+                            ident = record.id_ if id_declared else unset
+                            if check_ids and (ident in ids if ident is not unset else ids):
+                                record = None  # a duplicate, or a warning: the checker says it
+                            elif free and not self._free_ok(number, free):
+                                record = None
                 if record is not None:
-                    # Decoded: valid, unless its id or a free-form value says otherwise.
-                    ident = record.id_ if id_declared else unset
-                    if check_ids and (ident in ids if ident is not unset else ids):
-                        record = None  # a duplicate, or a warning: the Python checker says it
-                    elif free and not self._free_ok(number, free):
-                        record = None
-                if record is not None:
+                    if shape is not None and len(known) < SKELETONS:
+                        known.add(shape[0])
                     if not check_ids:
                         pass
                     elif ident is not unset:
@@ -252,6 +319,7 @@ class FileValidator:
             else:
                 self._lines_total, self._lines_valid = total, valid_count
             self.fast_lines += fast_count
+            self.skeleton_lines += shape_count
             if self._refresh_due(True):
                 self._refresh_decoders()
             if self._wins * 2 > len(block) and len(self._decoders) == 2:

@@ -35,7 +35,7 @@ from tests.unit.validation import (
     test_validation_malformed,
     test_validation_sdk,
 )
-from tests.unit.validation.validation_helpers import jsonl, line
+from tests.unit.validation.validation_helpers import jsonl, line, text_request
 
 EVERYTHING = Limits(max_errors=10**6, max_warnings=10**6)
 
@@ -386,3 +386,140 @@ def test_generated_top_level_keys(seed: int, id_field: str | None) -> None:
         records.append(_dumps(record))
     fast_lines = assert_same(jsonl(*records), id_field=id_field)
     assert fast_lines > 20
+
+
+# --- Skeletons: lines that differ from an accepted one only in their prompts, URIs and ids ------
+#
+# A line whose skeleton (see batchbox/validation/_skeleton.c) is that of an accepted line is
+# accepted without being decoded. Each twin below is a line of the corpora with its opaque
+# strings (part texts, the object name of a gs:// fileUri, the id) replaced, by well-formed
+# strings and by every kind of ill-formed one, so any twin the skeleton would wrongly stand for
+# shows up as a missing error.
+
+_HOLE = "@@opaque@@"
+# Raw JSON string contents, as they go between the quotes.
+_CONTENTS = [
+    b"another prompt",
+    b"caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80",
+    b"\\u00e9\\u2028\\ud83d\\ude00",
+    b'line\\nbreak\\t\\"quoted\\" \\\\ \\/',
+    b"x" * 3000,
+    b"",
+    b"\x01",
+    b"\t",
+    b"\\x",
+    b"\\u12",
+    b"\\ud800",
+    b"\\udc00",
+    b"\\ud800\\u0041",
+    b"\\ud83d\\ud83d",
+    b"\xff",
+    b"\xc0\xaf",
+    b"\xed\xa0\x80",
+    b"\xf4\x90\x80\x80",
+    b"\xe2\x9c",
+    b"gs://",
+]
+_IDS = [b'"twin-%d"', b'"warm-0"', b'""', b"7", b'"\\u0041%d"', b"null", b'["x"]']
+
+
+def _holes(record: Any) -> Any:
+    """``record`` with every opaque string it has replaced by the hole."""
+    record = copy.deepcopy(record)
+    request = record.get("request")
+    if not isinstance(request, dict):
+        return record
+    turns = request.get("contents")
+    turns = list(turns) if isinstance(turns, list) else []
+    for key in ("systemInstruction", "system_instruction"):
+        turns.append(request.get(key))
+    for turn in turns:
+        parts = turn.get("parts") if isinstance(turn, dict) else None
+        for part in parts if isinstance(parts, list) else []:
+            if not isinstance(part, dict):
+                continue
+            if "text" in part:
+                part["text"] = _HOLE
+            for key in ("fileData", "file_data"):
+                data = part.get(key)
+                for uri_key in ("fileUri", "file_uri"):
+                    uri = data.get(uri_key) if isinstance(data, dict) else None
+                    if isinstance(uri, str) and uri.startswith("gs://") and "/" in uri[5:]:
+                        data[uri_key] = uri[: uri.index("/", 5) + 1] + _HOLE
+    if "id" in record:
+        record["id"] = _HOLE
+    return record
+
+
+def twins(record: Any, number: int) -> list[bytes]:
+    """``record`` itself, then lines that differ from it only in their opaque strings."""
+    holed = _dumps(_holes(record))
+    if _HOLE.encode() not in holed:
+        return [_dumps(record)]
+    out = [_dumps(record)]
+    for index, contents in enumerate(_CONTENTS):
+        twin = holed.replace(b'"id":"' + _HOLE.encode() + b'"', b'"id":"t%d-%d"' % (number, index))
+        out.append(twin.replace(_HOLE.encode(), contents))
+        out.append(twin.replace(_HOLE.encode(), contents, 1).replace(_HOLE.encode(), b"y"))
+    for index, ident in enumerate(_IDS):
+        twin = holed.replace(b'"id":"' + _HOLE.encode() + b'"', b'"id":' + ident)
+        out.append(twin.replace(b"%d", b"%d" % number).replace(_HOLE.encode(), b"z%d" % index))
+    out.append(holed.replace(b'"id":"' + _HOLE.encode() + b'",', b"").replace(_HOLE.encode(), b"w"))
+    return out
+
+
+def _skeleton_lines(data: bytes, **options: Any) -> int:
+    validator = FileValidator(name="in.jsonl", limits=EVERYTHING, **options)
+    validator.check(io.BytesIO(data))
+    return validator.skeleton_lines
+
+
+def test_the_skeletons_are_compiled() -> None:
+    from batchbox.validation import validator
+
+    assert validator._skeleton is not None, "batchbox.validation._skeleton was not built"
+
+
+SKELETON_CORPUS = [
+    *WARM_REQUESTS,
+    *test_validation_accept.ACCEPTED.values(),
+    *(
+        case.records[-1].get("request")
+        for case in test_validation_advisories.CASES
+        if isinstance(case.records[-1], dict)
+    ),
+]
+
+
+@pytest.mark.parametrize("ids", [True, False])
+@pytest.mark.parametrize("chunk", range(4))
+def test_twins_of_the_corpora(chunk: int, ids: bool) -> None:
+    records: list[bytes] = [orjson.dumps(record) for record in warm_up(ids=ids)]
+    for number, request in enumerate(SKELETON_CORPUS[chunk::4]):
+        record = line(request, id=f"c{chunk}-{number}") if ids else line(request)
+        records += twins(record, number)
+    data = jsonl(*records)
+    assert_same(data)
+    assert_same(data, strict=True)
+    assert_same(data, project_buckets=("media-bucket",), reserved_labels=(LINE_LABEL,))
+    assert _skeleton_lines(data) > len(SKELETON_CORPUS[chunk::4]), "no twin took its skeleton"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_twins_of_generated_lines(seed: int) -> None:
+    rng = random.Random(400 + seed)
+    bases = warm_up(ids=True)
+    records: list[bytes] = [orjson.dumps(record) for record in bases]
+    for number in range(60):
+        mutated = mutate(rng.choice(bases), rng)
+        records += twins(mutated, number)
+    assert_same(jsonl(*records))
+
+
+def test_lines_without_ids_and_their_skeletons() -> None:
+    plain = [line(text_request(f"prompt {index}")) for index in range(50)]
+    with_id = [line(text_request("late"), id="first-id"), line(text_request("later"))]
+    data = jsonl(*warm_up(), *plain, *with_id, *plain[:5])
+    assert_same(data)
+    assert_same(data, strict=True)
+    assert _skeleton_lines(data) >= 40

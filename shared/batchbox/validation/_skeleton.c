@@ -1,0 +1,498 @@
+/* The skeleton of a request line: the line with its prompt texts and its id taken out.
+ *
+ * Most lines of a batch file differ only in their prompts and their ids: the same keys, in the
+ * same order, around the same settings. A line's verdict depends on those prompts and that id
+ * only through what this scanner checks itself (a prompt, and the object name in a Cloud
+ * Storage URI, is a well-formed, non-empty JSON string; an id a non-empty plain string, unique
+ * in the file, which the caller checks). So two
+ * lines with the same skeleton get the same verdict, and a line whose skeleton is that of a
+ * line the validator accepted needs no other check (see validator.py, "skeletons").
+ *
+ * skeleton(line, id_key, cap) -> (skeleton, id, splice) | None
+ *
+ *   skeleton  the line's bytes with each opaque string's contents replaced by the marker "\0":
+ *             the "text" of a part (of a turn or of the system instruction), the top-level id,
+ *             and the object name of a part's fileData "gs://BUCKET/OBJECT" URI (its bucket is
+ *             kept); every other byte, whitespace included, kept as it is.
+ *   id        the top-level id_key's value as a str, or None when the line has no such key.
+ *   splice    the offset just inside the top-level request object when that object has no
+ *             "labels" key (where staging writes its label), else 0.
+ *
+ * None: the line is not one a skeleton can stand for, and the caller checks it in full. That is
+ * any line that is not one JSON object; an opaque string that is empty or not well-formed (a raw
+ * control character, a bad escape, a lone surrogate, bytes that are not UTF-8); an id that is not
+ * a plain string; an object key with a backslash (it could spell a key in another way); a
+ * top-level "request" or id key given twice; a skeleton longer than cap, or nesting deeper than
+ * MAX_DEPTH.
+ *
+ * Why equal skeletons mean the same structure: the scanner is a deterministic tokenizer whose
+ * state after each byte depends only on the bytes before it, and an opaque string is consumed
+ * as one token whatever it holds. The marker cannot occur in a kept segment (a raw control
+ * character anywhere is refused), so a skeleton splits into its kept segments and markers one
+ * way only; two lines with one skeleton therefore have the same tokens in the same places and
+ * differ only inside opaque strings, at the same key paths.
+ */
+
+#define Py_LIMITED_API 0x030B0000
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+#define MAX_SPANS 256
+
+enum where {
+    OTHER,    /* no opaque string inside */
+    TOP,      /* the line's object */
+    REQUEST,  /* its "request" */
+    CONTENTS, /* request.contents: an array of turns */
+    TURN,     /* a turn, or the system instruction: {"role", "parts"} */
+    PARTS,    /* a turn's "parts" */
+    PART,     /* one part */
+    FILEDATA, /* a part's "fileData" */
+    TEXT,     /* a part's "text": opaque */
+    URI,      /* a fileData's "fileUri": its object name opaque when it is gs://BUCKET/OBJECT */
+    ID,       /* the top-level id: opaque, returned */
+};
+
+/* The bytes a string's contents may run on without a closer look. */
+static unsigned char plain[256];
+
+typedef struct {
+    const unsigned char *start, *p, *end;
+    Py_ssize_t cap;      /* the longest skeleton wanted */
+    Py_ssize_t removed;  /* bytes of the line the markers stand for, so far */
+    const char *id_key;
+    Py_ssize_t id_len;
+    Py_ssize_t spans[MAX_SPANS][2];
+    int nspans;
+    const unsigned char *id_at;  /* the id's body, when found */
+    Py_ssize_t id_size;
+    Py_ssize_t splice;
+    int requests, ids, depth;
+} Scan;
+
+static inline void skip_ws(Scan *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* How long the skeleton is with the line read up to here. */
+static inline Py_ssize_t kept(const Scan *s, const unsigned char *at) {
+    return (at - s->start) - s->removed + s->nspans;
+}
+
+static inline int hex(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int hex4(const unsigned char *p) {
+    int value = 0;
+    for (int i = 0; i < 4; i++) {
+        int digit = hex(p[i]);
+        if (digit < 0) return -1;
+        value = value * 16 + digit;
+    }
+    return value;
+}
+
+/* One escape after a backslash at s->p; 0 when it is not one JSON allows. */
+static int escape(Scan *s) {
+    const unsigned char *p = s->p + 1;
+    if (p >= s->end) return 0;
+    switch (*p) {
+    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+        s->p = p + 1;
+        return 1;
+    case 'u': {
+        if (s->end - p < 5) return 0;
+        int unit = hex4(p + 1);
+        if (unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF)) return 0;  /* a lone low half */
+        p += 5;
+        if (unit >= 0xD800 && unit <= 0xDBFF) {  /* a high half: its low half must follow */
+            if (s->end - p < 6 || p[0] != '\\' || p[1] != 'u') return 0;
+            int low = hex4(p + 2);
+            if (low < 0xDC00 || low > 0xDFFF) return 0;
+            p += 6;
+        }
+        s->p = p;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* One UTF-8 sequence of two bytes or more at s->p (Unicode's table of well-formed sequences). */
+static int utf8(Scan *s) {
+    const unsigned char *p = s->p;
+    Py_ssize_t left = s->end - p;
+    unsigned char c = p[0];
+    int size;
+    unsigned char low = 0x80, high = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) size = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        size = 3;
+        if (c == 0xE0) low = 0xA0;
+        else if (c == 0xED) high = 0x9F;  /* no surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        size = 4;
+        if (c == 0xF0) low = 0x90;
+        else if (c == 0xF4) high = 0x8F;
+    } else return 0;
+    if (left < size || p[1] < low || p[1] > high) return 0;
+    for (int i = 2; i < size; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+    s->p = p + size;
+    return 1;
+}
+
+/* A string at s->p (its opening quote): kept, read up to what the cap leaves; opaque, read
+ * whole and non-empty; or a URI, opaque after "gs://BUCKET/" when it starts so, else kept.
+ * 0: not one this scanner takes. */
+static int string(Scan *s, enum where where, int *escaped) {
+    const unsigned char *body = s->p + 1, *from = body;
+    int opaque = where == TEXT || where == ID;
+    if (where == URI && s->end - body > 5 && memcmp(body, "gs://", 5) == 0) {
+        const unsigned char *q = body + 5;
+        while (q < s->end && plain[*q] && *q != '/')
+            q++;
+        if (q < s->end && *q == '/') {
+            opaque = 1;
+            from = q + 1;
+        }
+    }
+    const unsigned char *limit = s->end;
+    if (!opaque && kept(s, s->end) > s->cap)
+        limit = s->start + s->cap + s->removed - s->nspans;
+    *escaped = 0;
+    s->p = from;
+    for (;;) {
+        while (s->p < limit && plain[*s->p])
+            s->p++;
+        if (s->p >= limit) return 0;
+        unsigned char c = *s->p;
+        if (c == '"') break;
+        if (c < 0x20) return 0;
+        if (c == '\\') {
+            *escaped = 1;
+            if (!escape(s)) return 0;
+        } else if (!utf8(s)) {
+            return 0;
+        }
+    }
+    if (opaque) {
+        if (s->p == from || s->nspans == MAX_SPANS) return 0;
+        s->spans[s->nspans][0] = from - s->start;
+        s->spans[s->nspans][1] = s->p - s->start;
+        s->removed += s->p - from;
+        s->nspans++;
+    }
+    s->p++;  /* the closing quote */
+    return 1;
+}
+
+static int value(Scan *s, enum where where);
+
+static int key_is(const unsigned char *key, Py_ssize_t size, const char *name) {
+    return (Py_ssize_t)strlen(name) == size && memcmp(key, name, size) == 0;
+}
+
+/* What a member's value is, from where its object is and its key. */
+static enum where member(Scan *s, enum where where, const unsigned char *key, Py_ssize_t size) {
+    switch (where) {
+    case TOP:
+        if (key_is(key, size, "request")) {
+            s->requests++;
+            return REQUEST;
+        }
+        if (s->id_key && size == s->id_len && memcmp(key, s->id_key, size) == 0) {
+            s->ids++;
+            return ID;
+        }
+        return OTHER;
+    case REQUEST:
+        if (key_is(key, size, "contents")) return CONTENTS;
+        if (key_is(key, size, "systemInstruction") || key_is(key, size, "system_instruction"))
+            return TURN;
+        if (key_is(key, size, "labels")) s->splice = -1;
+        return OTHER;
+    case TURN:
+        return key_is(key, size, "parts") ? PARTS : OTHER;
+    case PART:
+        if (key_is(key, size, "text")) return TEXT;
+        if (key_is(key, size, "fileData") || key_is(key, size, "file_data")) return FILEDATA;
+        return OTHER;
+    case FILEDATA:
+        return key_is(key, size, "fileUri") || key_is(key, size, "file_uri") ? URI : OTHER;
+    default:
+        return OTHER;
+    }
+}
+
+static int object(Scan *s, enum where where) {
+    s->p++;
+    if (where == REQUEST && s->splice == 0) s->splice = s->p - s->start;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == '}') {
+        if (where == REQUEST) s->splice = -1;  /* a label cannot go in with a comma after it */
+        s->p++;
+        return 1;
+    }
+    for (;;) {
+        int escaped;
+        if (s->p >= s->end || *s->p != '"') return 0;
+        const unsigned char *key = s->p + 1;
+        if (!string(s, OTHER, &escaped) || escaped) return 0;
+        enum where inner = member(s, where, key, s->p - 1 - key);
+        skip_ws(s);
+        if (s->p >= s->end || *s->p != ':') return 0;
+        s->p++;
+        if (!value(s, inner)) return 0;
+        skip_ws(s);
+        if (s->p >= s->end) return 0;
+        if (*s->p == '}') {
+            s->p++;
+            return 1;
+        }
+        if (*s->p != ',') return 0;
+        s->p++;
+        skip_ws(s);
+    }
+}
+
+static int array(Scan *s, enum where where) {
+    enum where item = where == CONTENTS ? TURN : where == PARTS ? PART : OTHER;
+    s->p++;
+    skip_ws(s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return 1;
+    }
+    for (;;) {
+        if (!value(s, item)) return 0;
+        skip_ws(s);
+        if (s->p >= s->end) return 0;
+        if (*s->p == ']') {
+            s->p++;
+            return 1;
+        }
+        if (*s->p != ',') return 0;
+        s->p++;
+    }
+}
+
+static int value(Scan *s, enum where where) {
+    skip_ws(s);
+    if (s->p >= s->end) return 0;
+    unsigned char c = *s->p;
+    int ok;
+    if (c == '"') {
+        int escaped;
+        const unsigned char *body = s->p + 1;
+        ok = string(s, where, &escaped);
+        if (ok && where == ID) {
+            if (escaped) return 0;  /* an id is returned as it is written */
+            s->id_at = body;
+            s->id_size = s->p - 1 - body;
+        }
+        return ok;
+    }
+    if (where == ID) return 0;  /* an id that is not a string: the caller reads the line */
+    if (c == '{' || c == '[') {
+        if (++s->depth > MAX_DEPTH) return 0;
+        ok = c == '{' ? object(s, where) : array(s, where);
+        s->depth--;
+        return ok && kept(s, s->p) <= s->cap;
+    }
+    /* A number, true, false or null: kept as written, so only its characters are checked. */
+    const unsigned char *first = s->p;
+    while (s->p < s->end && ((*s->p >= '0' && *s->p <= '9') || (*s->p >= 'a' && *s->p <= 'z') ||
+                             *s->p == '-' || *s->p == '+' || *s->p == '.' || *s->p == 'E'))
+        s->p++;
+    return s->p > first;
+}
+
+/* Scan one line; 0 when it is not one a skeleton can stand for. */
+static int scan_line(Scan *s, const char *data, Py_ssize_t size, const char *id_key,
+                     Py_ssize_t id_len, Py_ssize_t cap) {
+    s->id_key = id_key;
+    s->id_len = id_len;
+    s->cap = cap;
+    s->start = s->p = (const unsigned char *)data;
+    s->end = s->start + size;
+    s->removed = 0;
+    s->nspans = 0;
+    s->id_at = NULL;
+    s->id_size = 0;
+    s->splice = 0;
+    s->requests = s->ids = s->depth = 0;
+    skip_ws(s);
+    if (s->p >= s->end || *s->p != '{' || !value(s, TOP)) return 0;
+    skip_ws(s);
+    return s->p == s->end && s->requests <= 1 && s->ids <= 1 && kept(s, s->end) <= cap;
+}
+
+/* The skeleton of a line scan_line took, as bytes (a new reference). */
+static PyObject *build(const Scan *s) {
+    const char *data = (const char *)s->start;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, kept(s, s->end));
+    if (out == NULL) return NULL;
+    char *to = PyBytes_AsString(out);
+    Py_ssize_t from = 0;
+    for (int i = 0; i < s->nspans; i++) {
+        Py_ssize_t gap = s->spans[i][0] - from;
+        memcpy(to, data + from, gap);
+        to[gap] = '\0';
+        to += gap + 1;
+        from = s->spans[i][1];
+    }
+    memcpy(to, data + from, (s->end - s->start) - from);
+    return out;
+}
+
+/* The line's id as a str, or None (a new reference). */
+static PyObject *ident(const Scan *s) {
+    if (s->id_at == NULL) Py_RETURN_NONE;
+    return PyUnicode_DecodeUTF8((const char *)s->id_at, s->id_size, NULL);
+}
+
+static int id_key_of(PyObject *arg, char **key, Py_ssize_t *size) {
+    *key = NULL;
+    *size = 0;
+    return arg == Py_None ? 0 : PyBytes_AsStringAndSize(arg, key, size);
+}
+
+static PyObject *skeleton(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "skeleton(line, id_key, cap) takes 3 arguments");
+        return NULL;
+    }
+    char *data, *key;
+    Py_ssize_t size, key_size;
+    if (!PyBytes_Check(args[0])) Py_RETURN_NONE;
+    if (PyBytes_AsStringAndSize(args[0], &data, &size) < 0) return NULL;
+    if (id_key_of(args[1], &key, &key_size) < 0) return NULL;
+    Py_ssize_t cap = PyLong_AsSsize_t(args[2]);
+    if (cap == -1 && PyErr_Occurred()) return NULL;
+    Scan s;
+    if (!scan_line(&s, data, size, key, key_size, cap)) Py_RETURN_NONE;
+    PyObject *out = build(&s);
+    PyObject *id = out ? ident(&s) : NULL;
+    PyObject *splice = id ? PyLong_FromSsize_t(s.splice > 0 ? s.splice : 0) : NULL;
+    PyObject *result = splice ? PyTuple_New(3) : NULL;
+    if (result == NULL) {
+        Py_XDECREF(out);
+        Py_XDECREF(id);
+        Py_XDECREF(splice);
+        return NULL;
+    }
+    PyTuple_SetItem(result, 0, out);
+    PyTuple_SetItem(result, 1, id);
+    PyTuple_SetItem(result, 2, splice);
+    return result;
+}
+
+/* accept(lines, start, stop, id_key, cap, known, ids, number, no_ids, max_no_ids)
+ *     -> (accepted, without_id)
+ *
+ * How many of lines[start:stop], from the first, have a skeleton in the set known and, when ids
+ * is a dict, either an id it does not hold yet (added to it with the line's number: number for
+ * lines[start], and so on) or no id while ids is still empty (the line's number appended to the
+ * list no_ids while it holds fewer than max_no_ids; without_id counts them all). It stops at the
+ * first line that is not so: the caller reads that one itself. */
+static PyObject *accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "accept() takes 10 arguments");
+        return NULL;
+    }
+    PyObject *lines = args[0], *known = args[5], *ids = args[6], *no_ids = args[8];
+    Py_ssize_t max_no_ids = PyLong_AsSsize_t(args[9]);
+    Py_ssize_t without_id = 0;
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t stop = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t cap = PyLong_AsSsize_t(args[4]);
+    long long number = PyLong_AsLongLong(args[7]);
+    if (PyErr_Occurred()) return NULL;
+    char *key;
+    Py_ssize_t key_size;
+    if (id_key_of(args[3], &key, &key_size) < 0) return NULL;
+    if (!PyList_Check(lines) || !PyAnySet_Check(known) ||
+        (ids != Py_None && !PyDict_Check(ids)) || !PyList_Check(no_ids)) {
+        PyErr_SetString(PyExc_TypeError, "accept() takes lists, a set and a dict or None");
+        return NULL;
+    }
+    Py_ssize_t size = PyList_Size(lines);
+    if (stop > size) stop = size;
+    Scan s;
+    Py_ssize_t i = start;
+    for (; i < stop; i++) {
+        PyObject *line = PyList_GetItem(lines, i);  /* borrowed */
+        char *data;
+        Py_ssize_t length;
+        if (line == NULL || !PyBytes_Check(line)) break;
+        if (PyBytes_AsStringAndSize(line, &data, &length) < 0) return NULL;
+        if (!scan_line(&s, data, length, key, key_size, cap)) break;
+        if (ids != Py_None && s.id_at == NULL && PyDict_Size(ids) > 0) break;
+        PyObject *shape = build(&s);
+        if (shape == NULL) return NULL;
+        int seen = PySet_Contains(known, shape);
+        Py_DECREF(shape);
+        if (seen < 0) return NULL;
+        if (!seen) break;
+        if (ids != Py_None && s.id_at == NULL) {
+            without_id++;
+            if (PyList_Size(no_ids) < max_no_ids) {
+                PyObject *at = PyLong_FromLongLong(number + (i - start));
+                if (at == NULL || PyList_Append(no_ids, at) < 0) {
+                    Py_XDECREF(at);
+                    return NULL;
+                }
+                Py_DECREF(at);
+            }
+        } else if (ids != Py_None) {
+            PyObject *id = ident(&s);
+            if (id == NULL) return NULL;
+            int used = PyDict_Contains(ids, id);
+            if (used) {
+                Py_DECREF(id);
+                if (used < 0) return NULL;
+                break;
+            }
+            PyObject *at = PyLong_FromLongLong(number + (i - start));
+            if (at == NULL || PyDict_SetItem(ids, id, at) < 0) {
+                Py_XDECREF(at);
+                Py_DECREF(id);
+                return NULL;
+            }
+            Py_DECREF(at);
+            Py_DECREF(id);
+        }
+    }
+    return Py_BuildValue("(nn)", i - start, without_id);
+}
+
+static PyMethodDef methods[] = {
+    {"skeleton", (PyCFunction)(void (*)(void))skeleton, METH_FASTCALL,
+     "skeleton(line, id_key, cap) -> (skeleton, id, splice) | None: see the module's source."},
+    {"accept", (PyCFunction)(void (*)(void))accept, METH_FASTCALL,
+     "accept(lines, start, stop, id_key, cap, known, ids, number, no_ids, max_no_ids) -> "
+     "(accepted, without_id): see the module's source."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_skeleton", "Request-line skeletons (see _skeleton.c).", 0, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__skeleton(void) {
+    for (int c = 0x20; c < 0x80; c++)
+        plain[c] = c != '"' && c != '\\';
+    return PyModule_Create(&module);
+}
