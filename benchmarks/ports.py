@@ -2,6 +2,8 @@
 
 - :class:`LocalBlobStore`: the ``BlobStore`` port on a folder (``gs://bucket/name`` is
   ``root/bucket/name``), streaming both ways like the Cloud Storage adapter;
+- :class:`MemoryWrites`: the same, with what is written kept in memory, and
+  :class:`UploadWrites`, where it goes through a chunk buffer and is dropped, as an upload;
 - :class:`CountingPublisher`: the ``EventPublisher`` port that only counts what it is given;
 - :class:`TimedRegistry` and :class:`TimedBatchJobs`: wrappers that say where a poll tick's time
   went (registry calls, the span of the batch API calls).
@@ -9,6 +11,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -83,6 +86,80 @@ class LocalBlobStore:
 
     def delete(self, uri: str) -> None:
         self.path(uri).unlink(missing_ok=True)
+
+
+class MemoryWrites(LocalBlobStore):
+    """``LocalBlobStore`` whose writes go to memory buffers: a core's write then costs it the
+    copy of its bytes, not the file system's work, which on a virtual machine can cost more than
+    the core itself (the staging case measures both)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.written: dict[str, io.BytesIO] = {}
+
+    @contextmanager
+    def open_write(
+        self, uri: str, *, content_type: str = "application/octet-stream"
+    ) -> Iterator[BinaryIO]:
+        stream = io.BytesIO()
+        yield stream
+        self.written[uri] = stream  # the object appears whole, as on Cloud Storage
+
+    def read_bytes(self, uri: str) -> bytes:
+        written = self.written.get(uri)
+        return written.getvalue() if written is not None else super().read_bytes(uri)
+
+    def delete(self, uri: str) -> None:
+        if self.written.pop(uri, None) is None:
+            super().delete(uri)
+
+
+class _Upload(io.RawIOBase):
+    """A write stream that copies what it is given into one buffer of ``CHUNK`` bytes, reused, as
+    the Cloud Storage adapter's chunked upload buffers it; a full chunk is dropped (where an upload
+    sends it)."""
+
+    CHUNK = 8 * 2**20
+
+    def __init__(self) -> None:
+        self._buffer = bytearray(self.CHUNK)
+        self._used = 0
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        size = len(view)
+        while view:
+            part = view[: self.CHUNK - self._used]
+            self._buffer[self._used : self._used + len(part)] = part
+            self._used = (self._used + len(part)) % self.CHUNK
+            view = view[len(part) :]
+        self.size += size
+        return size
+
+
+class UploadWrites(LocalBlobStore):
+    """``LocalBlobStore`` whose writes go through one chunk buffer each and are dropped: what a
+    core's write costs up to the network (its sizes are kept in ``written``)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.written: dict[str, int] = {}
+
+    @contextmanager
+    def open_write(
+        self, uri: str, *, content_type: str = "application/octet-stream"
+    ) -> Iterator[BinaryIO]:
+        stream = _Upload()
+        yield stream  # type: ignore[misc]
+        self.written[uri] = stream.size
+
+    def delete(self, uri: str) -> None:
+        if self.written.pop(uri, None) is None:
+            super().delete(uri)
 
 
 class CountingPublisher:

@@ -7,7 +7,10 @@ opened as soon as the next line would not fit. Re-drives stage their lines the s
 
 A line the validator's fast path took is still its uploaded bytes: its label is added to those
 bytes (:func:`staged_line`), every other key and value copied as they are, instead of parsing
-the line into Python objects and serializing it again.
+the line into Python objects and serializing it again. Lines the validator accepted by their
+skeletons come in runs (:class:`~batchbox.validation.LineRun`) whose label offsets the
+skeleton scan found: a run is labelled and joined in one compiled call
+(:meth:`ShardWriter.write_run`).
 """
 
 from __future__ import annotations
@@ -23,15 +26,22 @@ import orjson
 from batchbox.keys import LINE_LABEL
 from batchbox.models import BatchJob
 from batchbox.ports import BlobStore
+from batchbox.validation.report import ValidLine
+
+try:  # runs are labelled in C (see batchbox/validation/_skeleton.c), else line by line
+    from batchbox.validation import _skeleton
+except ImportError:  # pragma: no cover - a build without a C compiler (hatch_build.py)
+    _skeleton = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from batchbox.validation.report import ValidLine
+    from batchbox.validation.report import LineRun
 
 # An object's members as their raw JSON text: scanned, never built into Python values.
 _MEMBERS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _LABELS = msgspec.json.Decoder(dict[str, str] | None)
 _encode = msgspec.json.Encoder().encode
 _SPLICED = b'%%s"labels":{"%s":"%%d"},%%s\n' % LINE_LABEL.encode()
+_LABEL_KEY = LINE_LABEL.encode()
 _OPEN = re.compile(rb"\s*:\s*\{")  # what follows a key whose value is an object
 
 
@@ -182,6 +192,44 @@ class ShardWriter:
         current.stream.write(data)
         current.lines += 1
         current.size += len(data)
+
+    def write_run(self, run: LineRun) -> None:
+        """Every line of ``run`` staged, as :meth:`write` of :func:`staged_line` of each would,
+        with the labels written in by one compiled call per shard it goes to."""
+        if _skeleton is None:  # pragma: no cover - a build without a C compiler
+            for valid in run.valid_lines():
+                self.write(staged_line(valid))
+            return
+        lines, splices = run.lines, run.splices
+        done, count = 0, len(lines)
+        while done < count:
+            if splices[done] <= 0:  # no place to write the label in: the general way
+                self.write(staged_line(ValidLine.unparsed(run.first + done, lines[done])))
+                done += 1
+                continue
+            current = self._open
+            if current is not None and current.lines >= self._max_requests:
+                self._close(current)
+                current = None
+            if current is None:
+                current = self._start()
+            taken, staged = _skeleton.label(
+                lines,
+                splices,
+                done,
+                run.first + done,
+                self._max_requests - current.lines,
+                self._max_bytes - current.size,
+                _LABEL_KEY,
+                current.lines == 0,
+            )
+            if not taken and current.lines:  # the next line does not fit: the next shard
+                self._close(current)
+                continue
+            current.stream.write(staged)
+            current.lines += taken
+            current.size += len(staged)
+            done += taken
 
     @property
     def lines(self) -> int:

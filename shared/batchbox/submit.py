@@ -41,7 +41,7 @@ from batchbox.settings import Settings
 from batchbox.spec import MAX_SPEC_BYTES, SPEC_SUFFIX, SpecError, parse_spec
 from batchbox.staging import ShardWriter, staged_line
 from batchbox.tables import TableError, TableRef, check_region, check_source, parse_table_uri
-from batchbox.validation import FileValidator, Limits, ValidationReport
+from batchbox.validation import FileValidator, Limits, LineRun, ValidationReport
 
 log = get_logger("submit")
 
@@ -286,8 +286,11 @@ def intake(record: InputRecord, deps: Deps) -> InputRecord:
         )
         try:
             with _open_source(plan, record, deps) as source, shards:
-                for valid in validator.lines(_Renewing(source, lease)):
-                    shards.write(staged_line(valid))
+                for valid in validator.lines_and_runs(_Renewing(source, lease)):
+                    if isinstance(valid, LineRun):
+                        shards.write_run(valid)
+                    else:
+                        shards.write(staged_line(valid))
         except errors.NotFoundError:
             shards.discard()
             return reject(

@@ -11,9 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
+from batchbox.adapters.memory import MemoryBlobStore
 from batchbox.keys import LINE_LABEL
-from batchbox.staging import _spliced_at, labelled_line, staged_line
-from batchbox.validation import FileValidator, ValidLine
+from batchbox.staging import ShardWriter, _spliced_at, labelled_line, staged_line
+from batchbox.validation import FileValidator, LineRun, ValidationReport, ValidLine
 from tests.unit.validation.test_validation_equivalence import warm_up
 
 TEXT = {"contents": [{"role": "user", "parts": [{"text": "Say hello"}]}]}
@@ -162,3 +163,59 @@ def test_generated_layouts(seed: int) -> None:
         assert_same_staged(ValidLine.unparsed(valid.line, data))  # as its bytes, always
         spliced += bool(_spliced_at(data))
     assert 0 < spliced < len(records)  # both ways of labelling were taken
+
+
+# --- Runs: lines accepted by their skeletons, labelled together (ShardWriter.write_run) ----------
+
+
+def _staged_files(
+    data: bytes, *, runs: bool, max_requests: int, max_bytes: int
+) -> tuple[list[bytes], ValidationReport]:
+    """``data`` after a warm-up, validated and staged as submit does: the shards' bytes, and
+    the validation report."""
+    warm = b"".join(orjson.dumps(record) + b"\n" for record in warm_up(ids=True))
+    validator = FileValidator(reserved_labels=(LINE_LABEL,))
+    blobs = MemoryBlobStore()
+    shards = ShardWriter(
+        blobs, "gs://out/p/", attempt=0, max_requests=max_requests, max_bytes=max_bytes
+    )
+    taken = 0
+    with shards:
+        stream = io.BytesIO(warm + data)
+        items = validator.lines_and_runs(stream) if runs else validator.lines(stream)
+        for item in items:
+            if isinstance(item, LineRun):
+                shards.write_run(item)
+                taken += len(item.lines)
+            else:
+                shards.write(staged_line(item))
+    assert (taken > 0) is runs
+    return [blobs.read_bytes(job.source_uri) for job in shards.jobs], validator.report
+
+
+@pytest.mark.parametrize(("max_requests", "max_bytes"), [(10**6, 2**40), (7, 2**40), (50, 3000)])
+def test_runs_are_staged_as_line_by_line(max_requests: int, max_bytes: int) -> None:
+    rng = random.Random(max_requests)
+    records = [data for _, data, _ in LAYOUTS] * 2
+    labels_twice = b'{"id":"t%d","request":{"labels":{"a":"b"},"contents":%s,"labels":{"c":"d"}}}'
+    records += [labels_twice % (index, orjson.dumps(TEXT["contents"])) for index in range(3)]
+    for index, base in enumerate(warm_up() * 4):
+        record: dict[str, Any] = {"id": f"g-{index}", "request": dict(base["request"])}
+        if index % 9 == 0:
+            record["request"]["labels"] = {"run": "a"}
+        elif index % 9 == 1:
+            record["request"]["labels"] = {}
+        records.append(_respaced(record, rng))
+    data = b"\n".join(records) + b"\n"
+    by_runs, report = _staged_files(data, runs=True, max_requests=max_requests, max_bytes=max_bytes)
+    by_lines, expected_report = _staged_files(
+        data, runs=False, max_requests=max_requests, max_bytes=max_bytes
+    )
+    assert report == expected_report
+    staged = [line for shard in by_runs for line in shard.splitlines()]
+    expected = [line for shard in by_lines for line in shard.splitlines()]
+    assert [orjson.loads(line) for line in staged] == [orjson.loads(line) for line in expected]
+    for shard in by_runs:
+        assert shard.count(b"\n") <= max_requests
+        assert len(shard) <= max_bytes or shard.count(b"\n") == 1
+    assert len(by_runs) > 1 or max_requests > len(records)

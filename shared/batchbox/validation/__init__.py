@@ -47,7 +47,7 @@ Decisions where Vertex AI's behaviour is undocumented or disputed:
   15 levels, and a key path whose JSON type changes between lines are refused.
 """
 
-from batchbox.validation.report import Limits, LineError, ValidationReport, ValidLine
+from batchbox.validation.report import Limits, LineError, LineRun, ValidationReport, ValidLine
 from batchbox.validation.validator import (
     INPUT_FORMATS,
     FileValidator,
@@ -60,6 +60,7 @@ __all__ = [
     "FileValidator",
     "Limits",
     "LineError",
+    "LineRun",
     "ValidLine",
     "ValidationReport",
     "validate_file",

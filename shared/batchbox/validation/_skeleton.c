@@ -15,8 +15,10 @@
  *             and the object name of a part's fileData "gs://BUCKET/OBJECT" URI (its bucket is
  *             kept); every other byte, whitespace included, kept as it is.
  *   id        the top-level id_key's value as a str, or None when the line has no such key.
- *   splice    the offset just inside the top-level request object when that object has no
- *             "labels" key (where staging writes its label), else 0.
+ *   splice    where staging can write its label into the line, as offset * 4 + kind: kind 1,
+ *             just inside the top-level request object, which has no "labels" key; kind 2,
+ *             just inside its labels object, which holds labels. 0: the label cannot be
+ *             written in (labels given twice, null or empty: the caller reads the line).
  *
  * None: the line is not one a skeleton can stand for, and the caller checks it in full. That is
  * any line that is not one JSON object; an opaque string that is empty or not well-formed (a raw
@@ -53,7 +55,11 @@ enum where {
     TEXT,     /* a part's "text": opaque */
     URI,      /* a fileData's "fileUri": its object name opaque when it is gs://BUCKET/OBJECT */
     ID,       /* the top-level id: opaque, returned */
+    LABELS,   /* the request's "labels" */
 };
+
+/* Where a label goes (see splice above). */
+enum { NO_SPLICE, IN_REQUEST, IN_LABELS };
 
 /* The bytes a string's contents may run on without a closer look. */
 static unsigned char plain[256];
@@ -68,8 +74,8 @@ typedef struct {
     int nspans;
     const unsigned char *id_at;  /* the id's body, when found */
     Py_ssize_t id_size;
-    Py_ssize_t splice;
-    int requests, ids, depth;
+    Py_ssize_t request_at, labels_at;  /* just inside each object, once met */
+    int labels, labels_empty, requests, ids, depth;
 } Scan;
 
 static inline void skip_ws(Scan *s) {
@@ -218,7 +224,10 @@ static enum where member(Scan *s, enum where where, const unsigned char *key, Py
         if (key_is(key, size, "contents")) return CONTENTS;
         if (key_is(key, size, "systemInstruction") || key_is(key, size, "system_instruction"))
             return TURN;
-        if (key_is(key, size, "labels")) s->splice = -1;
+        if (key_is(key, size, "labels")) {
+            s->labels++;
+            return LABELS;
+        }
         return OTHER;
     case TURN:
         return key_is(key, size, "parts") ? PARTS : OTHER;
@@ -235,10 +244,12 @@ static enum where member(Scan *s, enum where where, const unsigned char *key, Py
 
 static int object(Scan *s, enum where where) {
     s->p++;
-    if (where == REQUEST && s->splice == 0) s->splice = s->p - s->start;
+    if (where == REQUEST) s->request_at = s->p - s->start;
+    if (where == LABELS) s->labels_at = s->p - s->start;
     skip_ws(s);
     if (s->p < s->end && *s->p == '}') {
-        if (where == REQUEST) s->splice = -1;  /* a label cannot go in with a comma after it */
+        if (where == REQUEST) s->request_at = 0;  /* a label cannot go in with a comma after it */
+        if (where == LABELS) s->labels_empty = 1;
         s->p++;
         return 1;
     }
@@ -328,12 +339,20 @@ static int scan_line(Scan *s, const char *data, Py_ssize_t size, const char *id_
     s->nspans = 0;
     s->id_at = NULL;
     s->id_size = 0;
-    s->splice = 0;
-    s->requests = s->ids = s->depth = 0;
+    s->request_at = s->labels_at = 0;
+    s->labels = s->labels_empty = s->requests = s->ids = s->depth = 0;
     skip_ws(s);
     if (s->p >= s->end || *s->p != '{' || !value(s, TOP)) return 0;
     skip_ws(s);
     return s->p == s->end && s->requests <= 1 && s->ids <= 1 && kept(s, s->end) <= cap;
+}
+
+/* Where a label goes in a line scan_line took, as offset * 4 + kind (see splice above). */
+static Py_ssize_t splice(const Scan *s) {
+    if (s->requests != 1 || s->request_at == 0) return 0;
+    if (s->labels == 0) return s->request_at * 4 + IN_REQUEST;
+    if (s->labels == 1 && s->labels_at > 0 && !s->labels_empty) return s->labels_at * 4 + IN_LABELS;
+    return 0;
 }
 
 /* The skeleton of a line scan_line took, as bytes (a new reference). */
@@ -383,35 +402,37 @@ static PyObject *skeleton(PyObject *module, PyObject *const *args, Py_ssize_t na
     if (!scan_line(&s, data, size, key, key_size, cap)) Py_RETURN_NONE;
     PyObject *out = build(&s);
     PyObject *id = out ? ident(&s) : NULL;
-    PyObject *splice = id ? PyLong_FromSsize_t(s.splice > 0 ? s.splice : 0) : NULL;
-    PyObject *result = splice ? PyTuple_New(3) : NULL;
+    PyObject *at = id ? PyLong_FromSsize_t(splice(&s)) : NULL;
+    PyObject *result = at ? PyTuple_New(3) : NULL;
     if (result == NULL) {
         Py_XDECREF(out);
         Py_XDECREF(id);
-        Py_XDECREF(splice);
+        Py_XDECREF(at);
         return NULL;
     }
     PyTuple_SetItem(result, 0, out);
     PyTuple_SetItem(result, 1, id);
-    PyTuple_SetItem(result, 2, splice);
+    PyTuple_SetItem(result, 2, at);
     return result;
 }
 
-/* accept(lines, start, stop, id_key, cap, known, ids, number, no_ids, max_no_ids)
+/* accept(lines, start, stop, id_key, cap, known, ids, number, no_ids, max_no_ids, splices)
  *     -> (accepted, without_id)
  *
  * How many of lines[start:stop], from the first, have a skeleton in the set known and, when ids
  * is a dict, either an id it does not hold yet (added to it with the line's number: number for
  * lines[start], and so on) or no id while ids is still empty (the line's number appended to the
  * list no_ids while it holds fewer than max_no_ids; without_id counts them all). It stops at the
- * first line that is not so: the caller reads that one itself. */
+ * first line that is not so: the caller reads that one itself. With a list as splices, each
+ * accepted line's splice offset (see skeleton()) is appended to it. */
 static PyObject *accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "accept() takes 10 arguments");
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "accept() takes 11 arguments");
         return NULL;
     }
     PyObject *lines = args[0], *known = args[5], *ids = args[6], *no_ids = args[8];
+    PyObject *splices = args[10];
     Py_ssize_t max_no_ids = PyLong_AsSsize_t(args[9]);
     Py_ssize_t without_id = 0;
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
@@ -423,7 +444,8 @@ static PyObject *accept(PyObject *module, PyObject *const *args, Py_ssize_t narg
     Py_ssize_t key_size;
     if (id_key_of(args[3], &key, &key_size) < 0) return NULL;
     if (!PyList_Check(lines) || !PyAnySet_Check(known) ||
-        (ids != Py_None && !PyDict_Check(ids)) || !PyList_Check(no_ids)) {
+        (ids != Py_None && !PyDict_Check(ids)) || !PyList_Check(no_ids) ||
+        (splices != Py_None && !PyList_Check(splices))) {
         PyErr_SetString(PyExc_TypeError, "accept() takes lists, a set and a dict or None");
         return NULL;
     }
@@ -473,8 +495,106 @@ static PyObject *accept(PyObject *module, PyObject *const *args, Py_ssize_t narg
             Py_DECREF(at);
             Py_DECREF(id);
         }
+        if (splices != Py_None) {
+            PyObject *at = PyLong_FromSsize_t(splice(&s));
+            if (at == NULL || PyList_Append(splices, at) < 0) {
+                Py_XDECREF(at);
+                return NULL;
+            }
+            Py_DECREF(at);
+        }
     }
     return Py_BuildValue("(nn)", i - start, without_id);
+}
+
+/* A line number's decimal digits, written at the start of out (room for 20); how many. */
+static int decimal(long long number, char *out) {
+    char reversed[20];
+    int count = 0;
+    unsigned long long left = number < 0 ? 0 : (unsigned long long)number;
+    do {
+        reversed[count++] = (char)('0' + left % 10);
+        left /= 10;
+    } while (left);
+    for (int i = 0; i < count; i++)
+        out[i] = reversed[count - 1 - i];
+    return count;
+}
+
+/* label(lines, splices, start, number, most, room, key, fresh) -> (taken, staged)
+ *
+ * Lines from lines[start] on as staged JSONL: each line's bytes with the label key: "number"
+ * (number for lines[start], and so on) written in where its splice says, and a newline after
+ * it. It takes at most most lines, and no more than room bytes in all except for a first line
+ * when fresh is true (a line bigger than a shard goes into a shard of its own); it stops before
+ * a line whose splice is 0 (the caller labels that one itself). */
+static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "label() takes 8 arguments");
+        return NULL;
+    }
+    PyObject *lines = args[0], *splices = args[1];
+    Py_ssize_t start = PyLong_AsSsize_t(args[2]);
+    long long number = PyLong_AsLongLong(args[3]);
+    Py_ssize_t most = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t room = PyLong_AsSsize_t(args[5]);
+    int fresh = PyObject_IsTrue(args[7]);
+    if (PyErr_Occurred()) return NULL;
+    char *key;
+    Py_ssize_t key_size;
+    if (!PyList_Check(lines) || !PyList_Check(splices) ||
+        PyList_Size(lines) != PyList_Size(splices) ||
+        PyBytes_AsStringAndSize(args[6], &key, &key_size) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "label() takes two lists of one length and bytes");
+        return NULL;
+    }
+    /* What goes before the key and after the number, by kind (see splice above). */
+    static const char *const before[] = {"", "\"labels\":{\"", "\""};
+    static const char *const after[] = {"", "\"},", "\","};
+    Py_ssize_t size = PyList_Size(lines), end = start, total = 0;
+    char digits[24];
+    for (; end < size && end - start < most; end++) {
+        Py_ssize_t at = PyLong_AsSsize_t(PyList_GetItem(splices, end));
+        PyObject *line = PyList_GetItem(lines, end);
+        if (at <= 0 || !PyBytes_Check(line)) break;
+        int kind = (int)(at % 4);
+        Py_ssize_t grown = PyBytes_Size(line) + (Py_ssize_t)strlen(before[kind]) + key_size + 3 +
+                           decimal(number + (end - start), digits) +
+                           (Py_ssize_t)strlen(after[kind]) + 1;
+        if (total + grown > room && !(end == start && fresh)) break;
+        total += grown;
+    }
+    if (PyErr_Occurred()) return NULL;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL) return NULL;
+    char *to = PyBytes_AsString(out);
+    for (Py_ssize_t i = start; i < end; i++) {
+        Py_ssize_t at = PyLong_AsSsize_t(PyList_GetItem(splices, i));
+        int kind = (int)(at % 4);
+        at /= 4;
+        char *data;
+        Py_ssize_t length;
+        PyBytes_AsStringAndSize(PyList_GetItem(lines, i), &data, &length);
+        memcpy(to, data, at);
+        to += at;
+        size_t part = strlen(before[kind]);
+        memcpy(to, before[kind], part);
+        to += part;
+        memcpy(to, key, key_size);
+        to += key_size;
+        memcpy(to, "\":\"", 3);
+        to += 3;
+        to += decimal(number + (i - start), to);
+        part = strlen(after[kind]);
+        memcpy(to, after[kind], part);
+        to += part;
+        memcpy(to, data + at, length - at);
+        to += length - at;
+        *to++ = '\n';
+    }
+    return Py_BuildValue("(nN)", end - start, out);
 }
 
 static PyMethodDef methods[] = {
@@ -483,6 +603,9 @@ static PyMethodDef methods[] = {
     {"accept", (PyCFunction)(void (*)(void))accept, METH_FASTCALL,
      "accept(lines, start, stop, id_key, cap, known, ids, number, no_ids, max_no_ids) -> "
      "(accepted, without_id): see the module's source."},
+    {"label", (PyCFunction)(void (*)(void))label, METH_FASTCALL,
+     "label(lines, splices, start, number, most, room, key, fresh) -> (taken, staged): see the "
+     "module's source."},
     {NULL, NULL, 0, NULL},
 };
 

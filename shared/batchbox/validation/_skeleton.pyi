@@ -16,7 +16,22 @@ def accept(
     number: int,
     no_ids: list[int],
     max_no_ids: int,
+    splices: list[int] | None,
     /,
 ) -> tuple[int, int]:
     """``(accepted, without_id)``: how many lines from ``lines[start]`` on take a known
-    skeleton (their ids recorded in ``ids``), and how many of those have no id."""
+    skeleton (their ids recorded in ``ids``, their splice offsets appended to ``splices``),
+    and how many of those have no id."""
+
+def label(
+    lines: list[bytes],
+    splices: list[int],
+    start: int,
+    number: int,
+    most: int,
+    room: int,
+    key: bytes,
+    fresh: bool,
+    /,
+) -> tuple[int, bytes]:
+    """``(taken, staged)``: lines from ``lines[start]`` on with their labels written in."""

@@ -130,6 +130,22 @@ class ValidLine:
         return f"ValidLine(line={self.line!r}, record={self.record!r})"
 
 
+@dataclass(frozen=True, slots=True)
+class LineRun:
+    """Valid lines in a row, handed out together (:meth:`FileValidator.lines_and_runs`): the
+    lines numbered ``first``, ``first + 1``, …, as their uploaded bytes, and where in each its
+    label can be written (``splices``, as ``_skeleton.c`` says: inside the request or inside its
+    labels; 0 where it cannot be)."""
+
+    first: int
+    lines: list[bytes]
+    splices: list[int]
+
+    def valid_lines(self) -> list[ValidLine]:
+        """The run as one :class:`ValidLine` a line."""
+        return [ValidLine.unparsed(self.first + i, raw) for i, raw in enumerate(self.lines)]
+
+
 @dataclass(frozen=True)
 class ValidationReport:
     """The outcome of validating one input file.

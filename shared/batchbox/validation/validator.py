@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Collection, Iterator
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -14,7 +14,7 @@ from batchbox.validation import fast
 from batchbox.validation.checker import STRICT_NOTE, LineChecker
 from batchbox.validation.framing import ByteStream, LineReader
 from batchbox.validation.messages import describe, join_key
-from batchbox.validation.report import Limits, LineError, ValidationReport, ValidLine
+from batchbox.validation.report import Limits, LineError, LineRun, ValidationReport, ValidLine
 from batchbox.validation.request import _top_path, _walk_free, check_record, check_request
 from batchbox.validation.rules import MAX_LABELS
 
@@ -122,6 +122,7 @@ class FileValidator:
         self._wins = 0
         self._id_declared = False
         self._collect = True  # hand out the valid lines (check() does not)
+        self._runs = False  # hand out runs of lines taken by their skeletons (lines_and_runs())
         self._refreshes = 0
         self.fast_lines = 0  # lines the compiled fast path accepted (the rest: the checker)
         # Skeletons of the lines the fast path accepted (see _skeleton.c): a line with one of
@@ -139,6 +140,17 @@ class FileValidator:
         In strict mode, a line without an id read before the first line that has one is found
         invalid only at the end (``report.ok`` is then false, and the error names the line).
         """
+        # Without lines_and_runs(), _lines hands out ValidLines only.
+        return cast(Iterator[ValidLine], self._lines(stream))
+
+    def lines_and_runs(self, stream: ByteStream) -> Iterator[ValidLine | LineRun]:
+        """:meth:`lines`, with the lines accepted by their skeletons (see ``_skeleton.c``)
+        handed out a run at a time, as their bytes: for staging, which labels a run in one
+        call. Everything else is as :meth:`lines` says."""
+        self._runs = True
+        return self._lines(stream)
+
+    def _lines(self, stream: ByteStream) -> Iterator[ValidLine | LineRun]:
         if self._started:
             raise RuntimeError("a FileValidator validates one stream; create another")
         self._started = True
@@ -187,7 +199,7 @@ class FileValidator:
         valid = self._check_line(number, data, size)
         return valid, self._fatal
 
-    def _lines_fast(self, reader: LineReader) -> Iterator[ValidLine]:
+    def _lines_fast(self, reader: LineReader) -> Iterator[ValidLine | LineRun]:
         """Every line tried with the compiled fast path first (see :mod:`.fast`); a line it
         does not take goes through the Python checker, exactly as without it."""
         max_lines = self._limits.max_lines
@@ -206,11 +218,12 @@ class FileValidator:
         known = self._skeletons
         id_key = self._id_field.encode() if self._id_field is not None else None
         id_table = ids if check_ids else None
+        runs = collect and self._runs
         number = 0
         stop = False
         self._refresh_decoders()
         for block in reader.blocks():
-            out: list[ValidLine] = []
+            out: list[ValidLine | LineRun] = []
             decoders = self._decoders
             decode = decoders[0].decode if decoders else None
             id_declared = self._id_declared
@@ -223,6 +236,7 @@ class FileValidator:
             while index < size:
                 if known and decode is not None and accept is not None:
                     # A run of lines with the skeleton of a line accepted before (_skeleton.c).
+                    splices: list[int] | None = [] if runs else None
                     run, without_id = accept(
                         block,
                         index,
@@ -234,11 +248,14 @@ class FileValidator:
                         number + 1,
                         no_id_lines,
                         max_warnings,
+                        splices,
                     )
                     if run:
-                        if collect:
-                            first = number + 1
-                            taken = block[index : index + run]
+                        first = number + 1
+                        taken = block[index : index + run]
+                        if splices is not None:
+                            out.append(LineRun(first, taken, splices))  # type: ignore[arg-type]
+                        elif collect:
                             out += map(unparsed, range(first, first + run), taken)  # type: ignore[arg-type]
                         number += run
                         index += run
