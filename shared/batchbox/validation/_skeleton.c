@@ -3,8 +3,9 @@
  * Most lines of a batch file differ only in their prompts and their ids: the same keys, in the
  * same order, around the same settings. A line's verdict depends on those prompts and that id
  * only through what this scanner checks itself (a prompt, and the object name in a Cloud
- * Storage URI, is a well-formed, non-empty JSON string; an id a non-empty plain string, unique
- * in the file, which the caller checks). So two
+ * Storage URI, is a well-formed, non-empty JSON string; inline data is base64 as the validator's
+ * rule says, under the size that warns; an id a non-empty plain string, unique in the file,
+ * which the caller checks). So two
  * lines with the same skeleton get the same verdict, and a line whose skeleton is that of a
  * line the validator accepted needs no other check (see validator.py, "skeletons").
  *
@@ -12,8 +13,9 @@
  *
  *   skeleton  the line's bytes with each opaque string's contents replaced by the marker "\0":
  *             the "text" of a part (of a turn or of the system instruction), the top-level id,
- *             and the object name of a part's fileData "gs://BUCKET/OBJECT" URI (its bucket is
- *             kept); every other byte, whitespace included, kept as it is.
+ *             the object name of a part's fileData "gs://BUCKET/OBJECT" URI (its bucket is
+ *             kept), and the base64 "data" of a part's inlineData; every other byte,
+ *             whitespace included, kept as it is.
  *   id        the top-level id_key's value as a str, or None when the line has no such key.
  *   splice    where staging can write its label into the line, as offset * 4 + kind: kind 1,
  *             just inside the top-level request object, which has no "labels" key; kind 2,
@@ -54,6 +56,8 @@ enum where {
     FILEDATA, /* a part's "fileData" */
     TEXT,     /* a part's "text": opaque */
     URI,      /* a fileData's "fileUri": its object name opaque when it is gs://BUCKET/OBJECT */
+    BLOB,     /* a part's "inlineData" */
+    BASE64,   /* its "data": opaque when it is base64 under the size that warns */
     ID,       /* the top-level id: opaque, returned */
     LABELS,   /* the request's "labels" */
 };
@@ -63,6 +67,27 @@ enum { NO_SPLICE, IN_REQUEST, IN_LABELS };
 
 /* The bytes a string's contents may run on without a closer look. */
 static unsigned char plain[256];
+
+/* Inline data longer than this many characters gets a warning (request.LARGE_INLINE_CHARS:
+ * 7 MiB of bytes as base64; a test holds the two equal). */
+#define LARGE_INLINE_CHARS 9786709
+
+/* Base64 as rules.base64_problem accepts it: one alphabet, standard or URL-safe, throughout,
+ * then at most two '=' of padding, and a length that base64 can have. */
+static int base64(const unsigned char *text, Py_ssize_t size) {
+    Py_ssize_t pad = size >= 2 && text[size - 1] == '=' && text[size - 2] == '=' ? 2
+                     : size >= 1 && text[size - 1] == '='                        ? 1
+                                                                                 : 0;
+    if ((pad && size % 4) || size % 4 == 1) return 0;
+    unsigned standard = 1, url_safe = 1;
+    for (Py_ssize_t i = 0; i < size - pad; i++) {
+        unsigned char c = text[i];
+        unsigned common = (c >= 'A' && c <= 'Z') | (c >= 'a' && c <= 'z') | (c >= '0' && c <= '9');
+        standard &= common | (c == '+') | (c == '/');
+        url_safe &= common | (c == '-') | (c == '_');
+    }
+    return standard | url_safe;
+}
 
 typedef struct {
     const unsigned char *start, *p, *end;
@@ -162,6 +187,19 @@ static int utf8(Scan *s) {
 static int string(Scan *s, enum where where, int *escaped) {
     const unsigned char *body = s->p + 1, *from = body;
     int opaque = where == TEXT || where == ID;
+    if (where == BASE64) {  /* no escape in base64: its first quote ends it */
+        const unsigned char *close = memchr(body, '"', s->end - body);
+        if (close == NULL || close == body || close - body > LARGE_INLINE_CHARS ||
+            !base64(body, close - body) || s->nspans == MAX_SPANS)
+            return 0;
+        s->spans[s->nspans][0] = body - s->start;
+        s->spans[s->nspans][1] = close - s->start;
+        s->removed += close - body;
+        s->nspans++;
+        *escaped = 0;
+        s->p = close + 1;
+        return 1;
+    }
     if (where == URI && s->end - body > 5 && memcmp(body, "gs://", 5) == 0) {
         const unsigned char *q = body + 5;
         while (q < s->end && plain[*q] && *q != '/')
@@ -234,7 +272,10 @@ static enum where member(Scan *s, enum where where, const unsigned char *key, Py
     case PART:
         if (key_is(key, size, "text")) return TEXT;
         if (key_is(key, size, "fileData") || key_is(key, size, "file_data")) return FILEDATA;
+        if (key_is(key, size, "inlineData") || key_is(key, size, "inline_data")) return BLOB;
         return OTHER;
+    case BLOB:
+        return key_is(key, size, "data") ? BASE64 : OTHER;
     case FILEDATA:
         return key_is(key, size, "fileUri") || key_is(key, size, "file_uri") ? URI : OTHER;
     default:
@@ -617,5 +658,11 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__skeleton(void) {
     for (int c = 0x20; c < 0x80; c++)
         plain[c] = c != '"' && c != '\\';
-    return PyModule_Create(&module);
+    PyObject *created = PyModule_Create(&module);
+    if (created != NULL && PyModule_AddIntConstant(created, "LARGE_INLINE_CHARS",
+                                                   LARGE_INLINE_CHARS) < 0) {
+        Py_DECREF(created);
+        return NULL;
+    }
+    return created;
 }

@@ -132,7 +132,8 @@ class LineReader:
                 block.append(chunk[:first] if first <= max_line else first)
             last = chunk.rfind(b"\n")
             if last > first:
-                middle: list[bytes] = chunk[first + 1 : last].split(b"\n")
+                # Split whole and drop both ends: slicing out the middle first would copy it.
+                middle: list[bytes] = chunk.split(b"\n")[1:-1]
                 if max(map(len, middle)) > max_line:
                     block += [item if len(item) <= max_line else len(item) for item in middle]
                 else:

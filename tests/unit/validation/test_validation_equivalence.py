@@ -419,6 +419,19 @@ _CONTENTS = [
     b"\xf4\x90\x80\x80",
     b"\xe2\x9c",
     b"gs://",
+    # base64, for inline data (and as prompts)
+    b"QUJD",
+    b"QUI=",
+    b"QQ==",
+    b"QUJ",
+    b"-_-_",
+    b"Q",
+    b"QU=J",
+    b"QUJD===",
+    b"-_+/",
+    b"QUJD\\/",
+    b"QU JD",
+    b"data:image/png;base64,QUJD",
 ]
 _IDS = [b'"twin-%d"', b'"warm-0"', b'""', b"7", b'"\\u0041%d"', b"null", b'["x"]']
 
@@ -440,6 +453,10 @@ def _holes(record: Any) -> Any:
                 continue
             if "text" in part:
                 part["text"] = _HOLE
+            for key in ("inlineData", "inline_data"):
+                blob = part.get(key)
+                if isinstance(blob, dict) and isinstance(blob.get("data"), str):
+                    blob["data"] = _HOLE
             for key in ("fileData", "file_data"):
                 data = part.get(key)
                 for uri_key in ("fileUri", "file_uri"):
@@ -475,9 +492,30 @@ def _skeleton_lines(data: bytes, **options: Any) -> int:
 
 
 def test_the_skeletons_are_compiled() -> None:
-    from batchbox.validation import validator
+    from batchbox.validation import request, validator
 
     assert validator._skeleton is not None, "batchbox.validation._skeleton was not built"
+    assert validator._skeleton.LARGE_INLINE_CHARS == request.LARGE_INLINE_CHARS
+
+
+def test_inline_data_over_the_size_that_warns_is_not_taken_by_its_skeleton() -> None:
+    from batchbox.validation import request
+
+    def inline(size: int, number: int) -> dict[str, Any]:
+        data = "QUJD" * (size // 4)
+        part = {"inlineData": {"mimeType": "image/png", "data": data}}
+        return line({"contents": [{"role": "user", "parts": [part]}]}, id=f"i{number}")
+
+    under = request.LARGE_INLINE_CHARS // 4 * 4
+    records = [inline(400, 0), inline(400, 1), inline(under, 2), inline(under + 4, 3)]
+    limits = Limits(max_line_bytes=2 * under, max_errors=10**6, max_warnings=10**6)
+    data = jsonl(*warm_up(ids=True), *records)
+    assert_same(data, limits=limits)
+    validator = FileValidator(name="in.jsonl", limits=limits)
+    report = validator.check(io.BytesIO(data))
+    assert [w.code for w in report.warnings] == ["large_inline_data"]
+    warm_only = _skeleton_lines(jsonl(*warm_up(ids=True)))
+    assert validator.skeleton_lines - warm_only == 2  # the second and third lines
 
 
 SKELETON_CORPUS = [
