@@ -8,6 +8,9 @@ of the source tree, a zip that Cloud Functions can build on its own:
   directly or through others, at module level or lazily inside a function: an allowlist derived
   from the imports, so the emulator, the local stack, the in-memory adapters, the command line
   and this packaging code never ship;
+- the compiled extension modules among those (``*.abi3.so``, CPython's stable ABI: the
+  validator's skeletons) when they were built on the target platform, x86-64 Linux; elsewhere
+  they are left out and the function runs without them (the same results, more slowly);
 - a ``requirements.txt`` that pins every runtime dependency of the functions (``pyproject.toml``'s
   dependencies and its ``functions`` extra, less what only the command line uses) and every
   transitive dependency to the version installed in the building environment.
@@ -34,6 +37,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import platform
 import sys
 import tomllib
 import zipfile
@@ -58,6 +62,8 @@ EXCLUDED_MODULES = frozenset({"packaging.py"})
 #: Folder and file names left out of every bundle.
 EXCLUDED_DIRS = frozenset({"__pycache__", "tests", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".so.tmp")
+#: The file name a compiled ``batchbox`` module has beside its sources (see hatch_build.py).
+NATIVE_SUFFIX = ".abi3.so"
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 
@@ -251,6 +257,8 @@ def package_files(root: Path, function: str | None = None) -> dict[str, Path]:
     files = _collect(source, "batchbox/", skip=skip)
     if function is not None:
         wanted = {_module_file(name) for name in imported_modules(root, function)}
+        if native_target():
+            wanted |= {_native_file(name) for name in native_modules(root, function)}
         files = {name: path for name, path in files.items() if name in wanted}
     for name, path in files.items():
         if name.endswith(".py"):
@@ -261,6 +269,26 @@ def package_files(root: Path, function: str | None = None) -> dict[str, Path]:
 def _module_file(module: str) -> str:
     """``batchbox.a.b`` → its archive name (a module file or a package's ``__init__.py``)."""
     return module.replace(".", "/") + ".py"
+
+
+def _native_file(module: str) -> str:
+    """``batchbox.a._b`` → the archive name of its compiled file."""
+    return module.replace(".", "/") + NATIVE_SUFFIX
+
+
+def native_target() -> bool:
+    """Whether compiled modules built here run on the target (x86-64 Linux, glibc)."""
+    return (
+        sys.platform == "linux"
+        and platform.machine() == "x86_64"
+        and platform.libc_ver()[0] == "glibc"
+    )
+
+
+def native_modules(root: Path, function: str) -> set[str]:
+    """The compiled ``batchbox`` modules ``functions/<function>/main.py`` imports, directly or
+    through other modules, that are built in the tree (``batchbox.validation._skeleton``)."""
+    return _imports(root, function)[1]
 
 
 def _resolve(source: Path, module: str) -> str | None:
@@ -278,8 +306,14 @@ def imported_modules(root: Path, function: str) -> set[str]:
     """Every ``batchbox`` module ``functions/<function>/main.py`` imports, directly or through
     other modules, at module level or inside a function; with every package on the way
     (``batchbox.__init__``, …), as ``batchbox.x`` or ``batchbox.x.__init__``."""
+    return _imports(root, function)[0]
+
+
+def _imports(root: Path, function: str) -> tuple[set[str], set[str]]:
+    """The Python modules and the compiled modules a function imports (see above)."""
     source = root / "shared" / "batchbox"
     found: set[str] = set()
+    native: set[str] = set()
     pending = [root / "functions" / function / "main.py"]
     while pending:
         path = pending.pop()
@@ -302,12 +336,15 @@ def imported_modules(root: Path, function: str) -> set[str]:
                     continue
                 parts = name.split(".")
                 for size in range(1, len(parts) + 1):
-                    module = _resolve(source, ".".join(parts[:size]))
+                    prefix = ".".join(parts[:size])
+                    module = _resolve(source, prefix)
+                    if module is None and (source.parent / _native_file(prefix)).is_file():
+                        native.add(prefix)
                     if module is None or module in found:
                         continue
                     found.add(module)
                     pending.append(source.joinpath(*module.split(".")[1:]).with_suffix(".py"))
-    return found
+    return found, native
 
 
 def _check_no_local_imports(name: str, path: Path) -> None:

@@ -91,6 +91,26 @@ def test_bundle_holds_the_function_the_package_and_pinned_requirements(
         assert archive.read("main.py").startswith(b"from batchbox import core")
 
 
+@pytest.mark.parametrize("on_target", [True, False])
+def test_a_compiled_module_ships_only_where_it_was_built_for_the_target(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, on_target: bool
+) -> None:
+    package = tree / "shared" / "batchbox"
+    _write(
+        package / "sub" / "y.py",
+        "try:\n    from batchbox.sub import _fast\nexcept ImportError:\n    _fast = None\n",
+    )
+    _write(package / "sub" / "_fast.c", "/* its source */\n")
+    (package / "sub" / "_fast.abi3.so").write_bytes(b"\x7fELF compiled")
+    (package / "sub" / "_unused.abi3.so").write_bytes(b"\x7fELF nobody imports this")
+    monkeypatch.setattr(packaging, "native_target", lambda: on_target)
+
+    hello = {b.function: b for b in build_bundles(tmp_path / "out", root=tree)}["hello"]
+
+    assert ("batchbox/sub/_fast.abi3.so" in hello.entries) is on_target
+    assert not any(name.endswith(("_unused.abi3.so", ".c")) for name in hello.entries)
+
+
 def test_same_sources_give_byte_identical_bundles_named_by_their_hash(
     tree: Path, tmp_path: Path
 ) -> None:
@@ -219,8 +239,10 @@ target = sys.argv[1]
 app = functions_framework.create_app(target, "main.py", "cloudevent")
 client = app.test_client()
 unparseable = client.post("/", data=b"{}", headers={"Content-Type": "application/json"})
+from batchbox.validation import validator
 report = {
     "batchbox": batchbox.__file__,
+    "native": getattr(validator._skeleton, "__file__", None),
     "signature": registry.get_func_signature_type(target, "http"),
     "unparseable_status": unparseable.status_code,
 }
@@ -300,6 +322,9 @@ def test_every_real_bundle_loads_in_a_fresh_virtualenv(
         assert Path(report["batchbox"]).is_relative_to(unpacked), (
             "batchbox must come from the bundle"
         )
+        if packaging.native_target():  # the compiled skeletons ship, and load from the bundle
+            assert report["native"] is not None, f"{bundle.function} lacks the skeletons"
+            assert Path(report["native"]).is_relative_to(unpacked)
         assert report["unparseable_status"] == 400, (
             f"{bundle.function} is not a CloudEvent function"
         )
@@ -337,6 +362,12 @@ def test_real_bundles_hold_exactly_the_modules_their_function_imports(
             name.replace(".", "/") + ".py"
             for name in packaging.imported_modules(REPO, bundle.function)
         }
+        if packaging.native_target():
+            expected |= {
+                name.replace(".", "/") + packaging.NATIVE_SUFFIX
+                for name in packaging.native_modules(REPO, bundle.function)
+            }
+            assert "batchbox/validation/_skeleton.abi3.so" in modules
         assert modules == expected
         for never in ("batchbox/local/", "batchbox/vertex_emulator/", "batchbox/cli/"):
             assert not any(entry.startswith(never) for entry in modules), never
