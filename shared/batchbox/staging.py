@@ -200,11 +200,11 @@ class ShardWriter:
             for valid in run.valid_lines():
                 self.write(staged_line(valid))
             return
-        lines, splices = run.lines, run.splices
-        done, count = 0, len(lines)
+        numbers = run.numbers()
+        done, count = 0, len(run)
         while done < count:
-            if splices[done] <= 0:  # no place to write the label in: the general way
-                self.write(staged_line(ValidLine.unparsed(run.first + done, lines[done])))
+            if numbers[3 * done + 2] <= 0:  # no place to write the label in: the general way
+                self.write(staged_line(ValidLine.unparsed(run.first + done, run.line(done))))
                 done += 1
                 continue
             current = self._open
@@ -214,8 +214,8 @@ class ShardWriter:
             if current is None:
                 current = self._start()
             taken, staged = _skeleton.label(
-                lines,
-                splices,
+                run.chunk,
+                run.found,
                 done,
                 run.first + done,
                 self._max_requests - current.lines,

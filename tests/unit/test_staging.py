@@ -186,7 +186,7 @@ def _staged_files(
         for item in items:
             if isinstance(item, LineRun):
                 shards.write_run(item)
-                taken += len(item.lines)
+                taken += len(item)
             else:
                 shards.write(staged_line(item))
     assert (taken > 0) is runs

@@ -457,95 +457,114 @@ static PyObject *skeleton(PyObject *module, PyObject *const *args, Py_ssize_t na
     return result;
 }
 
-/* accept(lines, start, stop, id_key, cap, known, ids, number, no_ids, max_no_ids, splices)
- *     -> (accepted, without_id)
+/* Whether a line scan_line took is accepted (1), not (0), or an error was raised (-1): its
+ * skeleton is in the set known and, when ids is a dict, it has an id ids does not hold yet
+ * (added, with the line's number) or no id while ids is still empty (its number appended to
+ * no_ids while that holds fewer than max_no_ids; *without_id counts such lines). */
+static int take(const Scan *s, PyObject *known, PyObject *ids, long long number, PyObject *no_ids,
+                Py_ssize_t max_no_ids, Py_ssize_t *without_id) {
+    if (ids != Py_None && s->id_at == NULL && PyDict_Size(ids) > 0) return 0;
+    PyObject *shape = build(s);
+    if (shape == NULL) return -1;
+    int seen = PySet_Contains(known, shape);
+    Py_DECREF(shape);
+    if (seen <= 0) return seen;
+    if (ids == Py_None) return 1;
+    if (s->id_at == NULL) {
+        ++*without_id;
+        if (PyList_Size(no_ids) < max_no_ids) {
+            PyObject *at = PyLong_FromLongLong(number);
+            int failed = at == NULL || PyList_Append(no_ids, at) < 0;
+            Py_XDECREF(at);
+            if (failed) return -1;
+        }
+        return 1;
+    }
+    PyObject *id = ident(s);
+    if (id == NULL) return -1;
+    int used = PyDict_Contains(ids, id);
+    if (used != 0) {
+        Py_DECREF(id);
+        return used < 0 ? -1 : 0;
+    }
+    PyObject *at = PyLong_FromLongLong(number);
+    int failed = at == NULL || PyDict_SetItem(ids, id, at) < 0;
+    Py_XDECREF(at);
+    Py_DECREF(id);
+    return failed ? -1 : 1;
+}
+
+/* Three numbers appended to a bytearray, as native 64-bit integers. */
+static int append3(PyObject *array, long long a, long long b, long long c) {
+    Py_ssize_t size = PyByteArray_Size(array);
+    if (PyByteArray_Resize(array, size + 3 * (Py_ssize_t)sizeof(long long)) < 0) return -1;
+    long long values[3] = {a, b, c};
+    memcpy(PyByteArray_AsString(array) + size, values, sizeof values);
+    return 0;
+}
+
+/* The i-th of the numbers append3 wrote. */
+static long long number_at(const char *array, Py_ssize_t i) {
+    long long value;
+    memcpy(&value, array + i * (Py_ssize_t)sizeof(long long), sizeof value);
+    return value;
+}
+
+/* accept(chunk, start, stop, max_line, id_key, cap, known, ids, number, most, no_ids, max_no_ids,
+ *        found) -> (position, accepted, without_id)
  *
- * How many of lines[start:stop], from the first, have a skeleton in the set known and, when ids
- * is a dict, either an id it does not hold yet (added to it with the line's number: number for
- * lines[start], and so on) or no id while ids is still empty (the line's number appended to the
- * list no_ids while it holds fewer than max_no_ids; without_id counts them all). It stops at the
- * first line that is not so: the caller reads that one itself. With a list as splices, each
- * accepted line's splice offset (see skeleton()) is appended to it. */
+ * The lines of chunk[start:stop] (each ends at a newline, the last at stop: the lines
+ * chunk[start:stop].split(b"\n") gives, without making them), from the first, as long as each
+ * is at most max_line bytes, has a skeleton and is accepted as take() says, and at most most of
+ * them. position is where the first line not taken starts, or stop + 1 when every line was; the
+ * caller reads that line itself. The first line is number number. With a bytearray as found,
+ * the start, end and splice of each accepted line are appended to it (append3). */
 static PyObject *accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 11) {
-        PyErr_SetString(PyExc_TypeError, "accept() takes 11 arguments");
+    if (nargs != 13) {
+        PyErr_SetString(PyExc_TypeError, "accept() takes 13 arguments");
         return NULL;
     }
-    PyObject *lines = args[0], *known = args[5], *ids = args[6], *no_ids = args[8];
-    PyObject *splices = args[10];
-    Py_ssize_t max_no_ids = PyLong_AsSsize_t(args[9]);
-    Py_ssize_t without_id = 0;
+    PyObject *chunk = args[0], *known = args[6], *ids = args[7], *no_ids = args[10];
+    PyObject *found = args[12];
     Py_ssize_t start = PyLong_AsSsize_t(args[1]);
     Py_ssize_t stop = PyLong_AsSsize_t(args[2]);
-    Py_ssize_t cap = PyLong_AsSsize_t(args[4]);
-    long long number = PyLong_AsLongLong(args[7]);
+    Py_ssize_t max_line = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t cap = PyLong_AsSsize_t(args[5]);
+    long long number = PyLong_AsLongLong(args[8]);
+    Py_ssize_t most = PyLong_AsSsize_t(args[9]);
+    Py_ssize_t max_no_ids = PyLong_AsSsize_t(args[11]);
     if (PyErr_Occurred()) return NULL;
-    char *key;
-    Py_ssize_t key_size;
-    if (id_key_of(args[3], &key, &key_size) < 0) return NULL;
-    if (!PyList_Check(lines) || !PyAnySet_Check(known) ||
+    char *key, *data;
+    Py_ssize_t key_size, size;
+    if (id_key_of(args[4], &key, &key_size) < 0) return NULL;
+    if (!PyBytes_Check(chunk) || !PyAnySet_Check(known) ||
         (ids != Py_None && !PyDict_Check(ids)) || !PyList_Check(no_ids) ||
-        (splices != Py_None && !PyList_Check(splices))) {
-        PyErr_SetString(PyExc_TypeError, "accept() takes lists, a set and a dict or None");
+        (found != Py_None && !PyByteArray_Check(found))) {
+        PyErr_SetString(PyExc_TypeError, "accept() takes bytes, a set, a dict or None, a list, "
+                                         "a bytearray or None");
         return NULL;
     }
-    Py_ssize_t size = PyList_Size(lines);
-    if (stop > size) stop = size;
-    Scan s;
-    Py_ssize_t i = start;
-    for (; i < stop; i++) {
-        PyObject *line = PyList_GetItem(lines, i);  /* borrowed */
-        char *data;
-        Py_ssize_t length;
-        if (line == NULL || !PyBytes_Check(line)) break;
-        if (PyBytes_AsStringAndSize(line, &data, &length) < 0) return NULL;
-        if (!scan_line(&s, data, length, key, key_size, cap)) break;
-        if (ids != Py_None && s.id_at == NULL && PyDict_Size(ids) > 0) break;
-        PyObject *shape = build(&s);
-        if (shape == NULL) return NULL;
-        int seen = PySet_Contains(known, shape);
-        Py_DECREF(shape);
-        if (seen < 0) return NULL;
-        if (!seen) break;
-        if (ids != Py_None && s.id_at == NULL) {
-            without_id++;
-            if (PyList_Size(no_ids) < max_no_ids) {
-                PyObject *at = PyLong_FromLongLong(number + (i - start));
-                if (at == NULL || PyList_Append(no_ids, at) < 0) {
-                    Py_XDECREF(at);
-                    return NULL;
-                }
-                Py_DECREF(at);
-            }
-        } else if (ids != Py_None) {
-            PyObject *id = ident(&s);
-            if (id == NULL) return NULL;
-            int used = PyDict_Contains(ids, id);
-            if (used) {
-                Py_DECREF(id);
-                if (used < 0) return NULL;
-                break;
-            }
-            PyObject *at = PyLong_FromLongLong(number + (i - start));
-            if (at == NULL || PyDict_SetItem(ids, id, at) < 0) {
-                Py_XDECREF(at);
-                Py_DECREF(id);
-                return NULL;
-            }
-            Py_DECREF(at);
-            Py_DECREF(id);
-        }
-        if (splices != Py_None) {
-            PyObject *at = PyLong_FromSsize_t(splice(&s));
-            if (at == NULL || PyList_Append(splices, at) < 0) {
-                Py_XDECREF(at);
-                return NULL;
-            }
-            Py_DECREF(at);
-        }
+    if (PyBytes_AsStringAndSize(chunk, &data, &size) < 0) return NULL;
+    if (start < 0 || stop > size || start > stop + 1) {
+        PyErr_SetString(PyExc_ValueError, "accept(): the span is not inside the chunk");
+        return NULL;
     }
-    return Py_BuildValue("(nn)", i - start, without_id);
+    Scan s;
+    Py_ssize_t pos = start, taken = 0, without_id = 0;
+    while (pos <= stop && taken < most) {
+        const char *newline = memchr(data + pos, '\n', stop - pos);
+        Py_ssize_t end = newline != NULL ? newline - data : stop;
+        if (end - pos > max_line || !scan_line(&s, data + pos, end - pos, key, key_size, cap))
+            break;
+        int ok = take(&s, known, ids, number + taken, no_ids, max_no_ids, &without_id);
+        if (ok < 0) return NULL;
+        if (!ok) break;
+        if (found != Py_None && append3(found, pos, end, splice(&s)) < 0) return NULL;
+        taken++;
+        pos = end + 1;
+    }
+    return Py_BuildValue("(nnn)", pos, taken, without_id);
 }
 
 /* A line number's decimal digits, written at the start of out (room for 20); how many. */
@@ -562,63 +581,67 @@ static int decimal(long long number, char *out) {
     return count;
 }
 
-/* label(lines, splices, start, number, most, room, key, fresh) -> (taken, staged)
+/* label(chunk, found, index, number, most, room, key, fresh) -> (taken, staged)
  *
- * Lines from lines[start] on as staged JSONL: each line's bytes with the label key: "number"
- * (number for lines[start], and so on) written in where its splice says, and a newline after
- * it. It takes at most most lines, and no more than room bytes in all except for a first line
- * when fresh is true (a line bigger than a shard goes into a shard of its own); it stops before
- * a line whose splice is 0 (the caller labels that one itself). */
+ * Staged JSONL for the lines found holds (start, end and splice of each, as accept() appends
+ * them to a bytearray), from its index-th line on: each line's bytes with the label key: "number" (number for
+ * that first line, and so on) written in where its splice says, and a newline after it. It takes
+ * at most most lines, and no more than room bytes in all except for a first line when fresh is
+ * true (a line bigger than a shard goes into a shard of its own); it stops before a line whose
+ * splice is 0 (the caller labels that one itself). */
 static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 8) {
         PyErr_SetString(PyExc_TypeError, "label() takes 8 arguments");
         return NULL;
     }
-    PyObject *lines = args[0], *splices = args[1];
-    Py_ssize_t start = PyLong_AsSsize_t(args[2]);
+    PyObject *chunk = args[0], *found = args[1];
+    Py_ssize_t index = PyLong_AsSsize_t(args[2]);
     long long number = PyLong_AsLongLong(args[3]);
     Py_ssize_t most = PyLong_AsSsize_t(args[4]);
     Py_ssize_t room = PyLong_AsSsize_t(args[5]);
     int fresh = PyObject_IsTrue(args[7]);
     if (PyErr_Occurred()) return NULL;
-    char *key;
-    Py_ssize_t key_size;
-    if (!PyList_Check(lines) || !PyList_Check(splices) ||
-        PyList_Size(lines) != PyList_Size(splices) ||
+    char *key, *data;
+    Py_ssize_t key_size, size;
+    const Py_ssize_t triple = 3 * (Py_ssize_t)sizeof(long long);
+    if (!PyBytes_Check(chunk) || !PyByteArray_Check(found) || PyByteArray_Size(found) % triple ||
+        PyBytes_AsStringAndSize(chunk, &data, &size) < 0 ||
         PyBytes_AsStringAndSize(args[6], &key, &key_size) < 0) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "label() takes two lists of one length and bytes");
+            PyErr_SetString(PyExc_TypeError, "label() takes bytes, a bytearray of triples, bytes");
         return NULL;
     }
+    const char *numbers = PyByteArray_AsString(found);
     /* What goes before the key and after the number, by kind (see splice above). */
     static const char *const before[] = {"", "\"labels\":{\"", "\""};
     static const char *const after[] = {"", "\"},", "\","};
-    Py_ssize_t size = PyList_Size(lines), end = start, total = 0;
+    Py_ssize_t count = PyByteArray_Size(found) / triple, end = index, total = 0;
     char digits[24];
-    for (; end < size && end - start < most; end++) {
-        Py_ssize_t at = PyLong_AsSsize_t(PyList_GetItem(splices, end));
-        PyObject *line = PyList_GetItem(lines, end);
-        if (at <= 0 || !PyBytes_Check(line)) break;
+    for (; end < count && end - index < most; end++) {
+        Py_ssize_t first = number_at(numbers, 3 * end), last = number_at(numbers, 3 * end + 1);
+        Py_ssize_t at = number_at(numbers, 3 * end + 2);
+        if (first < 0 || last > size || first > last || at / 4 > last - first) {
+            PyErr_SetString(PyExc_ValueError, "label(): a line is not inside the chunk");
+            return NULL;
+        }
+        if (at <= 0) break;
         int kind = (int)(at % 4);
-        Py_ssize_t grown = PyBytes_Size(line) + (Py_ssize_t)strlen(before[kind]) + key_size + 3 +
-                           decimal(number + (end - start), digits) +
+        Py_ssize_t grown = (last - first) + (Py_ssize_t)strlen(before[kind]) + key_size + 3 +
+                           decimal(number + (end - index), digits) +
                            (Py_ssize_t)strlen(after[kind]) + 1;
-        if (total + grown > room && !(end == start && fresh)) break;
+        if (total + grown > room && !(end == index && fresh)) break;
         total += grown;
     }
-    if (PyErr_Occurred()) return NULL;
     PyObject *out = PyBytes_FromStringAndSize(NULL, total);
     if (out == NULL) return NULL;
     char *to = PyBytes_AsString(out);
-    for (Py_ssize_t i = start; i < end; i++) {
-        Py_ssize_t at = PyLong_AsSsize_t(PyList_GetItem(splices, i));
+    for (Py_ssize_t i = index; i < end; i++) {
+        Py_ssize_t first = number_at(numbers, 3 * i), last = number_at(numbers, 3 * i + 1);
+        Py_ssize_t at = number_at(numbers, 3 * i + 2);
         int kind = (int)(at % 4);
         at /= 4;
-        char *data;
-        Py_ssize_t length;
-        PyBytes_AsStringAndSize(PyList_GetItem(lines, i), &data, &length);
-        memcpy(to, data, at);
+        memcpy(to, data + first, at);
         to += at;
         size_t part = strlen(before[kind]);
         memcpy(to, before[kind], part);
@@ -627,25 +650,25 @@ static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         to += key_size;
         memcpy(to, "\":\"", 3);
         to += 3;
-        to += decimal(number + (i - start), to);
+        to += decimal(number + (i - index), to);
         part = strlen(after[kind]);
         memcpy(to, after[kind], part);
         to += part;
-        memcpy(to, data + at, length - at);
-        to += length - at;
+        memcpy(to, data + first + at, (last - first) - at);
+        to += (last - first) - at;
         *to++ = '\n';
     }
-    return Py_BuildValue("(nN)", end - start, out);
+    return Py_BuildValue("(nN)", end - index, out);
 }
 
 static PyMethodDef methods[] = {
     {"skeleton", (PyCFunction)(void (*)(void))skeleton, METH_FASTCALL,
      "skeleton(line, id_key, cap) -> (skeleton, id, splice) | None: see the module's source."},
     {"accept", (PyCFunction)(void (*)(void))accept, METH_FASTCALL,
-     "accept(lines, start, stop, id_key, cap, known, ids, number, no_ids, max_no_ids) -> "
-     "(accepted, without_id): see the module's source."},
+     "accept(chunk, start, stop, max_line, id_key, cap, known, ids, number, most, no_ids, "
+     "max_no_ids, found) -> (position, accepted, without_id): see the module's source."},
     {"label", (PyCFunction)(void (*)(void))label, METH_FASTCALL,
-     "label(lines, splices, start, number, most, room, key, fresh) -> (taken, staged): see the "
+     "label(chunk, found, index, number, most, room, key, fresh) -> (taken, staged): see the "
      "module's source."},
     {NULL, NULL, 0, NULL},
 };

@@ -6,27 +6,29 @@ def skeleton(
     """``(skeleton, id, splice)`` of a line, or None when no skeleton can stand for it."""
 
 def accept(
-    lines: list[bytes | int],
+    chunk: bytes,
     start: int,
     stop: int,
+    max_line: int,
     id_key: bytes | None,
     cap: int,
     known: set[bytes],
     ids: dict[object, int] | None,
     number: int,
+    most: int,
     no_ids: list[int],
     max_no_ids: int,
-    splices: list[int] | None,
+    found: bytearray | None,
     /,
-) -> tuple[int, int]:
-    """``(accepted, without_id)``: how many lines from ``lines[start]`` on take a known
-    skeleton (their ids recorded in ``ids``, their splice offsets appended to ``splices``),
-    and how many of those have no id."""
+) -> tuple[int, int, int]:
+    """``(position, accepted, without_id)``: how far the lines of ``chunk[start:stop]`` that
+    take a known skeleton run (their ids recorded in ``ids``; start, end and splice of each
+    appended to ``found``), and how many of them have no id."""
 
 def label(
-    lines: list[bytes],
-    splices: list[int],
-    start: int,
+    chunk: bytes,
+    found: bytearray,
+    index: int,
     number: int,
     most: int,
     room: int,
@@ -34,4 +36,5 @@ def label(
     fresh: bool,
     /,
 ) -> tuple[int, bytes]:
-    """``(taken, staged)``: lines from ``lines[start]`` on with their labels written in."""
+    """``(taken, staged)``: the lines ``found`` lists, from its ``index``-th on, with their
+    labels written in."""

@@ -9,6 +9,7 @@ unfinished line are views of the chunks they came from, so at most one chunk mor
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 CHUNK_SIZE = 1024 * 1024
@@ -18,6 +19,27 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # the line's size in bytes). The bytes may be a memoryview into the current chunk: valid until
 # the next line is requested.
 RawLine = tuple[int, bytes | memoryview | None, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Whole lines inside one chunk, not split out: ``chunk[start:stop]``, whose lines are what
+    ``split(b"\\n")`` gives (one at least, maybe empty). The validator's compiled fast path reads
+    them in place; :meth:`lines` makes them bytes."""
+
+    chunk: bytes
+    start: int
+    stop: int
+
+    def lines(self, max_line: int) -> list[bytes | int]:
+        """The lines, each as its bytes, or its size (an int) when over ``max_line``."""
+        middle = self.chunk[self.start : self.stop].split(b"\n")
+        if max(map(len, middle)) > max_line:
+            return [line if len(line) <= max_line else len(line) for line in middle]
+        return middle  # type: ignore[return-value]
+
+
+Block = list[bytes | int | Span]
 
 
 class ByteStream(Protocol):
@@ -97,12 +119,15 @@ class LineReader:
         elif pending:
             yield number + 1, b"".join(pending), pending_size
 
-    def blocks(self) -> Iterator[list[bytes | int]]:
+    def blocks(self) -> Iterator[Block]:
         """The same lines as iterating, a chunk's worth at a time: each item is a line's bytes,
-        or the size (an int) of a line over the limit. Line numbers follow from the order.
+        the size (an int) of a line over the limit, or a :class:`Span` of whole lines inside
+        the chunk (the lines between its first and last newline). Line numbers follow from the
+        order.
 
-        Splitting a chunk in one call instead of a generator step per line is what lets the
-        compiled fast path run near the speed of parsing.
+        Handing out a chunk's lines in one block instead of a generator step per line, and
+        leaving them in the chunk until something needs them apart, is what lets the compiled
+        fast path run faster than parsing.
         """
         pending: list[bytes] = []
         pending_size = 0
@@ -120,7 +145,7 @@ class LineReader:
                     pending_size += len(chunk)
                     self.peak_pending_bytes = max(self.peak_pending_bytes, pending_size)
                 continue
-            block: list[bytes | int] = []
+            block: Block = []
             if skipped >= 0:
                 block.append(skipped + first)
                 skipped = -1
@@ -132,12 +157,7 @@ class LineReader:
                 block.append(chunk[:first] if first <= max_line else first)
             last = chunk.rfind(b"\n")
             if last > first:
-                # Split whole and drop both ends: slicing out the middle first would copy it.
-                middle: list[bytes] = chunk.split(b"\n")[1:-1]
-                if max(map(len, middle)) > max_line:
-                    block += [item if len(item) <= max_line else len(item) for item in middle]
-                else:
-                    block += middle
+                block.append(Span(chunk, first + 1, last))
             tail = len(chunk) - last - 1
             if tail > max_line:
                 skipped = tail

@@ -133,17 +133,34 @@ class ValidLine:
 @dataclass(frozen=True, slots=True)
 class LineRun:
     """Valid lines in a row, handed out together (:meth:`FileValidator.lines_and_runs`): the
-    lines numbered ``first``, ``first + 1``, …, as their uploaded bytes, and where in each its
-    label can be written (``splices``, as ``_skeleton.c`` says: inside the request or inside its
-    labels; 0 where it cannot be)."""
+    lines numbered ``first``, ``first + 1``, … still in the chunk they were read in. ``found``
+    holds three native 64-bit integers a line: where it starts and ends in ``chunk``, and where
+    its label can be written (its splice, as ``_skeleton.c`` says: inside the request or inside
+    its labels; 0 where it cannot be)."""
 
     first: int
-    lines: list[bytes]
-    splices: list[int]
+    chunk: bytes
+    found: bytearray
+
+    def __len__(self) -> int:
+        return len(self.found) // 24
+
+    def numbers(self) -> memoryview:
+        """``found`` as integers: start, end and splice of each line in turn."""
+        return memoryview(self.found).cast("q")
+
+    def line(self, index: int) -> bytes:
+        """The bytes of the run's line ``index`` (0-based)."""
+        numbers = self.numbers()
+        return self.chunk[numbers[3 * index] : numbers[3 * index + 1]]
 
     def valid_lines(self) -> list[ValidLine]:
         """The run as one :class:`ValidLine` a line."""
-        return [ValidLine.unparsed(self.first + i, raw) for i, raw in enumerate(self.lines)]
+        numbers, chunk, first, unparsed = self.numbers(), self.chunk, self.first, ValidLine.unparsed
+        return [
+            unparsed(first + index, chunk[numbers[3 * index] : numbers[3 * index + 1]])
+            for index in range(len(numbers) // 3)
+        ]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import orjson
 from batchbox.formats import openai
 from batchbox.validation import fast
 from batchbox.validation.checker import STRICT_NOTE, LineChecker
-from batchbox.validation.framing import ByteStream, LineReader
+from batchbox.validation.framing import ByteStream, LineReader, Span
 from batchbox.validation.messages import describe, join_key
 from batchbox.validation.report import Limits, LineError, LineRun, ValidationReport, ValidLine
 from batchbox.validation.request import _top_path, _walk_free, check_record, check_request
@@ -215,6 +215,7 @@ class FileValidator:
         native = _skeleton
         skeleton = native.skeleton if native is not None else None
         accept = native.accept if native is not None else None
+        max_line = self._limits.max_line_bytes
         known = self._skeletons
         id_key = self._id_field.encode() if self._id_field is not None else None
         id_table = ids if check_ids else None
@@ -234,39 +235,58 @@ class FileValidator:
             size = len(block)
             index = 0
             while index < size:
-                if known and decode is not None and accept is not None:
-                    # A run of lines with the skeleton of a line accepted before (_skeleton.c).
-                    splices: list[int] | None = [] if runs else None
-                    run, without_id = accept(
-                        block,
-                        index,
-                        index + max_lines - total,
-                        id_key,
-                        SKELETON_BYTES,
-                        known,
-                        id_table,
-                        number + 1,
-                        no_id_lines,
-                        max_warnings,
-                        splices,
-                    )
-                    if run:
-                        first = number + 1
-                        taken = block[index : index + run]
-                        if splices is not None:
-                            out.append(LineRun(first, taken, splices))  # type: ignore[arg-type]
-                        elif collect:
-                            out += map(unparsed, range(first, first + run), taken)  # type: ignore[arg-type]
-                        number += run
-                        index += run
-                        total += run
-                        valid_count += run
-                        fast_count += run
-                        shape_count += run
-                        self._no_id_count += without_id
-                        if index == size:
-                            continue  # the block's end: its else clause saves the counts
-                raw = block[index]
+                item = block[index]
+                if isinstance(item, Span):
+                    # Whole lines still in their chunk. A run of those with the skeleton of a
+                    # line accepted before is taken in place (_skeleton.c); the first line that
+                    # is not is split out and read below, and the rest stays a span.
+                    span = item
+                    if accept is None:
+                        block[index : index + 1] = span.lines(max_line)
+                        size = len(block)
+                        continue
+                    position = span.start
+                    if known and decode is not None and total < max_lines:
+                        found = bytearray() if collect else None
+                        position, run, without_id = accept(
+                            span.chunk,
+                            span.start,
+                            span.stop,
+                            max_line,
+                            id_key,
+                            SKELETON_BYTES,
+                            known,
+                            id_table,
+                            number + 1,
+                            max_lines - total,
+                            no_id_lines,
+                            max_warnings,
+                            found,
+                        )
+                        if run:
+                            first = number + 1
+                            if found is not None:
+                                if runs:
+                                    out.append(LineRun(first, span.chunk, found))
+                                else:
+                                    out += LineRun(first, span.chunk, found).valid_lines()
+                            number += run
+                            total += run
+                            valid_count += run
+                            fast_count += run
+                            shape_count += run
+                            self._no_id_count += without_id
+                    if position > span.stop:  # every line taken
+                        index += 1
+                        continue
+                    chunk = span.chunk
+                    newline = chunk.find(b"\n", position, span.stop)
+                    end = span.stop if newline < 0 else newline
+                    item = chunk[position:end] if end - position <= max_line else end - position
+                    rest = [Span(chunk, end + 1, span.stop)] if end < span.stop else []
+                    block[index : index + 1] = [item, *rest]
+                    size = len(block)
+                raw: bytes | int = item
                 index += 1
                 number += 1
                 record: Any = None

@@ -561,3 +561,15 @@ def test_lines_without_ids_and_their_skeletons() -> None:
     assert_same(data)
     assert_same(data, strict=True)
     assert _skeleton_lines(data) >= 40
+
+
+@pytest.mark.parametrize("max_lines", [40, 77, 150])
+def test_the_line_limit_falls_inside_a_run_of_skeletons(max_lines: int) -> None:
+    records = [line(text_request(f"prompt {index}"), id=f"m{index}") for index in range(120)]
+    limits = Limits(max_lines=max_lines, max_errors=10**6, max_warnings=10**6)
+    data = jsonl(*records)
+    assert_same(data, limits=limits)
+    validator = FileValidator(name="in.jsonl", limits=limits)
+    report = validator.check(io.BytesIO(data))
+    assert report.lines_total == min(max_lines, 120)
+    assert validator.skeleton_lines > min(max_lines, 120) // 2
