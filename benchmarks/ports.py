@@ -115,14 +115,14 @@ class MemoryWrites(LocalBlobStore):
 
 
 class _Upload(io.RawIOBase):
-    """A write stream that copies what it is given into one buffer of ``CHUNK`` bytes, reused, as
+    """A write stream that copies what it is given into a buffer of ``CHUNK`` bytes, reused, as
     the Cloud Storage adapter's chunked upload buffers it; a full chunk is dropped (where an upload
     sends it)."""
 
     CHUNK = 8 * 2**20
 
-    def __init__(self) -> None:
-        self._buffer = bytearray(self.CHUNK)
+    def __init__(self, buffer: bytearray) -> None:
+        self._buffer = buffer
         self._used = 0
         self.size = 0
 
@@ -148,12 +148,15 @@ class UploadWrites(LocalBlobStore):
     def __init__(self, root: Path) -> None:
         super().__init__(root)
         self.written: dict[str, int] = {}
+        # One chunk buffer for the store's streams, written one after the other (a process's
+        # uploads reuse their freed buffers' memory the same way).
+        self._buffer = bytearray(_Upload.CHUNK)
 
     @contextmanager
     def open_write(
         self, uri: str, *, content_type: str = "application/octet-stream"
     ) -> Iterator[BinaryIO]:
-        stream = _Upload()
+        stream = _Upload(self._buffer)
         yield stream  # type: ignore[misc]
         self.written[uri] = stream.size
 
