@@ -145,8 +145,8 @@ class FileValidator:
 
     def lines_and_runs(self, stream: ByteStream) -> Iterator[ValidLine | LineRun]:
         """:meth:`lines`, with the lines accepted by their skeletons (see ``_skeleton.c``)
-        handed out a run at a time, as their bytes: for staging, which labels a run in one
-        call. Everything else is as :meth:`lines` says."""
+        handed out a run at a time, still in the chunk they were read in: for staging, which
+        labels a run in one call. Everything else is as :meth:`lines` says."""
         self._runs = True
         return self._lines(stream)
 
@@ -232,6 +232,7 @@ class FileValidator:
             valid_count = self._lines_valid
             fast_count = 0
             shape_count = 0
+            block_start = number
             size = len(block)
             index = 0
             while index < size:
@@ -359,7 +360,7 @@ class FileValidator:
             self.skeleton_lines += shape_count
             if self._refresh_due(True):
                 self._refresh_decoders()
-            if self._wins * 2 > len(block) and len(self._decoders) == 2:
+            if self._wins * 2 > number - block_start and len(self._decoders) == 2:
                 self._decoders.reverse()  # most lines use the other spelling: try it first
             self._wins = 0
             yield from out
