@@ -584,11 +584,11 @@ static int decimal(long long number, char *out) {
 /* label(chunk, found, index, number, most, room, key, fresh) -> (taken, staged)
  *
  * Staged JSONL for the lines found holds (start, end and splice of each, as accept() appends
- * them to a bytearray), from its index-th line on: each line's bytes with the label key: "number" (number for
- * that first line, and so on) written in where its splice says, and a newline after it. It takes
- * at most most lines, and no more than room bytes in all except for a first line when fresh is
- * true (a line bigger than a shard goes into a shard of its own); it stops before a line whose
- * splice is 0 (the caller labels that one itself). */
+ * them to a bytearray), from its index-th line on: each line's bytes with the label
+ * key: "number" (number for that first line, and so on) written in where its splice says, and a
+ * newline after it. It takes at most most lines, and no more than room bytes in all except for a
+ * first line when fresh is true (a line bigger than a shard goes into a shard of its own); it
+ * stops before a line whose splice is 0 (the caller labels that one itself). */
 static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
     if (nargs != 8) {
@@ -635,6 +635,12 @@ static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     }
     PyObject *out = PyBytes_FromStringAndSize(NULL, total);
     if (out == NULL) return NULL;
+    if (PyByteArray_Size(found) / triple != count) {  /* changed while out was made */
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "label(): found changed while it was read");
+        return NULL;
+    }
+    numbers = PyByteArray_AsString(found);
     char *to = PyBytes_AsString(out);
     for (Py_ssize_t i = index; i < end; i++) {
         Py_ssize_t first = number_at(numbers, 3 * i), last = number_at(numbers, 3 * i + 1);
