@@ -28,7 +28,7 @@ from batchbox.models import BatchJob
 from batchbox.ports import BlobStore
 from batchbox.validation.report import ValidLine
 
-try:  # runs are labelled in C (see batchbox/validation/_skeleton.c), else line by line
+try:  # runs, which only the compiled scan makes, are labelled in C (_skeleton.c)
     from batchbox.validation import _skeleton
 except ImportError:  # pragma: no cover - a build without a C compiler (hatch_build.py)
     _skeleton = None  # type: ignore[assignment]
@@ -196,10 +196,7 @@ class ShardWriter:
     def write_run(self, run: LineRun) -> None:
         """Every line of ``run`` staged, as :meth:`write` of :func:`staged_line` of each would,
         with the labels written in by one compiled call per shard it goes to."""
-        if _skeleton is None:  # pragma: no cover - a build without a C compiler
-            for valid in run.valid_lines():
-                self.write(staged_line(valid))
-            return
+        assert _skeleton is not None  # runs come from the compiled scan only
         numbers = run.numbers()
         done, count = 0, len(run)
         while done < count:

@@ -9,7 +9,7 @@
  * lines with the same skeleton get the same verdict, and a line whose skeleton is that of a
  * line the validator accepted needs no other check (see validator.py, "skeletons").
  *
- * skeleton(line, id_key, cap) -> (skeleton, id, splice) | None
+ * skeleton(line, id_key, cap) -> (skeleton, id) | None
  *
  *   skeleton  the line's bytes with each opaque string's contents replaced by the marker "\0":
  *             the "text" of a part (of a turn or of the system instruction), the top-level id,
@@ -17,10 +17,6 @@
  *             kept), and the base64 "data" of a part's inlineData; every other byte,
  *             whitespace included, kept as it is.
  *   id        the top-level id_key's value as a str, or None when the line has no such key.
- *   splice    where staging can write its label into the line, as offset * 4 + kind: kind 1,
- *             just inside the top-level request object, which has no "labels" key; kind 2,
- *             just inside its labels object, which holds labels. 0: the label cannot be
- *             written in (labels given twice, null or empty: the caller reads the line).
  *
  * None: the line is not one a skeleton can stand for, and the caller checks it in full. That is
  * any line that is not one JSON object; an opaque string that is empty or not well-formed (a raw
@@ -28,6 +24,12 @@
  * a plain string; an object key with a backslash (it could spell a key in another way); a
  * top-level "request" or id key given twice; a skeleton longer than cap, or nesting deeper than
  * MAX_DEPTH.
+ *
+ * The scan also finds a line's splice, which accept() records for staging: where the label can
+ * be written into the line, as offset * 4 + kind: kind 1, just inside the top-level request
+ * object, which has no "labels" key; kind 2, just inside its labels object, which holds labels.
+ * 0: the label cannot be written in (labels given twice, null or empty: the caller reads the
+ * line).
  *
  * Why equal skeletons mean the same structure: the scanner is a deterministic tokenizer whose
  * state after each byte depends only on the bytes before it, and an opaque string is consumed
@@ -443,17 +445,14 @@ static PyObject *skeleton(PyObject *module, PyObject *const *args, Py_ssize_t na
     if (!scan_line(&s, data, size, key, key_size, cap)) Py_RETURN_NONE;
     PyObject *out = build(&s);
     PyObject *id = out ? ident(&s) : NULL;
-    PyObject *at = id ? PyLong_FromSsize_t(splice(&s)) : NULL;
-    PyObject *result = at ? PyTuple_New(3) : NULL;
+    PyObject *result = id ? PyTuple_New(2) : NULL;
     if (result == NULL) {
         Py_XDECREF(out);
         Py_XDECREF(id);
-        Py_XDECREF(at);
         return NULL;
     }
     PyTuple_SetItem(result, 0, out);
     PyTuple_SetItem(result, 1, id);
-    PyTuple_SetItem(result, 2, at);
     return result;
 }
 
@@ -669,7 +668,7 @@ static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs
 
 static PyMethodDef methods[] = {
     {"skeleton", (PyCFunction)(void (*)(void))skeleton, METH_FASTCALL,
-     "skeleton(line, id_key, cap) -> (skeleton, id, splice) | None: see the module's source."},
+     "skeleton(line, id_key, cap) -> (skeleton, id) | None: see the module's source."},
     {"accept", (PyCFunction)(void (*)(void))accept, METH_FASTCALL,
      "accept(chunk, start, stop, max_line, id_key, cap, known, ids, number, most, no_ids, "
      "max_no_ids, found) -> (position, accepted, without_id): see the module's source."},

@@ -1,9 +1,7 @@
 """Request-line skeletons, compiled from _skeleton.c (where each function is described)."""
 
-def skeleton(
-    line: object, id_key: bytes | None, cap: int, /
-) -> tuple[bytes, str | None, int] | None:
-    """``(skeleton, id, splice)`` of a line, or None when no skeleton can stand for it."""
+def skeleton(line: object, id_key: bytes | None, cap: int, /) -> tuple[bytes, str | None] | None:
+    """``(skeleton, id)`` of a line, or None when no skeleton can stand for it."""
 
 def accept(
     chunk: bytes,
