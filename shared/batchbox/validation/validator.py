@@ -237,6 +237,8 @@ class FileValidator:
             index = 0
             while index < size:
                 item = block[index]
+                if item.__class__ is bytes and accept is not None:
+                    item = Span(item, 0, len(item))  # a chunk's first line: read as the others
                 if isinstance(item, Span):
                     # Whole lines still in their chunk. A run of those with the skeleton of a
                     # line accepted before is taken in place (_skeleton.c); the first line that
@@ -293,31 +295,23 @@ class FileValidator:
                 record: Any = None
                 shape: Any = None
                 if decode is not None and total < max_lines:
+                    # With the extension, a line gets here only when accept() did not take it:
+                    # it is decoded, and its skeleton kept if the fast path accepts it.
                     if skeleton is not None:
                         shape = skeleton(raw, id_key, SKELETON_BYTES)
-                    if shape is not None and shape[0] in known:
-                        # The skeleton of a line accepted before: valid, unless its id is used.
-                        ident = shape[1]
-                        if ident is None:
-                            ident = unset
-                        if not check_ids or (ident not in ids if ident is not unset else not ids):
-                            record = shape
-                            shape_count += 1
-                            shape = None
-                    else:
-                        try:
-                            record = decode(raw)
-                        except refused:
-                            if free:
-                                free.clear()
-                            record = self._other_family(raw)
-                        if record is not None:
-                            # Decoded: valid, unless its id or a free-form value says otherwise.
-                            ident = record.id_ if id_declared else unset
-                            if check_ids and (ident in ids if ident is not unset else ids):
-                                record = None  # a duplicate, or a warning: the checker says it
-                            elif free and not self._free_ok(number, free):
-                                record = None
+                    try:
+                        record = decode(raw)
+                    except refused:
+                        if free:
+                            free.clear()
+                        record = self._other_family(raw)
+                    if record is not None:
+                        # Decoded: valid, unless its id or a free-form value says otherwise.
+                        ident = record.id_ if id_declared else unset
+                        if check_ids and (ident in ids if ident is not unset else ids):
+                            record = None  # a duplicate, or a warning: the checker says it
+                        elif free and not self._free_ok(number, free):
+                            record = None
                 if record is not None:
                     if shape is not None and len(known) < SKELETONS:
                         known.add(shape[0])
