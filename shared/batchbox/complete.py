@@ -382,7 +382,7 @@ def _read_file(
                     request = row.request
                     labels = request.labels if request is not None else None
                     value = labels.line if labels is not None else None
-                    typed = value.__class__ is str and value.isdigit()
+                    typed = value.__class__ is str and value.isascii() and value.isdigit()
                     if typed:
                         response, usage = _typed_response(row)
                         # The usual row, a success with text, is classified right here; any

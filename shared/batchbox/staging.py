@@ -128,9 +128,9 @@ def line_of(record: dict[str, Any]) -> int | None:
 
 
 def line_number(value: object) -> int | None:
-    """The line number a ``batchbox-line`` label's value says, if it is one (a string of
-    digits)."""
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    """The line number a ``batchbox-line`` label's value says, if it is one (a string of ASCII
+    digits: ``str.isdigit`` alone also holds for "²", which ``int`` refuses)."""
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
 
 
 @dataclass

@@ -269,3 +269,19 @@ def test_pass_2_reads_a_staged_lines_label_as_line_of_does(staged: Any) -> None:
     raw = orjson.dumps(staged)
     expected = complete.line_of(staged) if isinstance(staged, dict) else None
     assert complete._staged_line(raw) == expected
+
+
+@pytest.mark.parametrize("typed", [True, False], ids=["typed", "dict"])
+@pytest.mark.parametrize("label", ["²", "١٢", "12\u00b2"])
+def test_a_label_of_other_digits_names_no_line(
+    label: str, typed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """str.isdigit() holds for these, and int() refuses "²" or reads Arabic-Indic digits: none
+    is a line number batchbox writes, so the row is one without the label."""
+    row = ok_row(12)
+    row["request"]["labels"][LINE_LABEL] = label
+    found = tally_of([orjson.dumps(row)], typed=typed, monkeypatch=monkeypatch)
+    assert found[0] != "raised", found
+    fields, results = found
+    assert fields["ok_lines"] == 0 and results == []
+    assert [pending[2] for pending in fields["pending"]] == ["r12"]

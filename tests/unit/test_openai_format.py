@@ -4,6 +4,7 @@ the OpenAI batch output format."""
 
 from __future__ import annotations
 
+import copy
 import io
 from dataclasses import dataclass
 from typing import Any
@@ -625,6 +626,14 @@ def test_a_prediction_row_becomes_an_openai_batch_output_line() -> None:
     assert body["usage"]["total_tokens"] == 20
     assert body["usage"]["completion_tokens_details"] == {"reasoning_tokens": 6}
     orjson.dumps(out)  # JSON-ready
+
+
+@pytest.mark.parametrize("count", ["12", "\u00b2", "x", None, True, 7.5])
+def test_a_token_count_written_oddly_counts_as_written_or_zero(count: object) -> None:
+    row = copy.deepcopy(ROW)
+    row["response"]["usageMetadata"]["promptTokenCount"] = count
+    usage = to_openai_output("r1", row)["response"]["body"]["usage"]
+    assert usage["prompt_tokens"] == (12 if count == "12" else 0)
 
 
 @pytest.mark.parametrize(

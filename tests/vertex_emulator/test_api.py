@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -371,6 +372,16 @@ def test_list_pages_and_filters_by_display_name(
         config={"filter": f'display_name:"list-{tag}-*" AND state="JOB_STATE_RUNNING"'}
     )
     assert list(running) == []
+
+
+@pytest.mark.parametrize("text", ["before:x", "after:5", "before:\u00b2", "before:"])
+def test_a_page_token_it_did_not_give_is_refused(client: genai.Client, text: str) -> None:
+    """str.isdigit() holds for "²" and int() refuses it: that was a server error, not a 400."""
+    token = base64.urlsafe_b64encode(text.encode()).decode()
+    with pytest.raises(errors.ClientError) as caught:
+        client.batches.list(config={"page_token": token})
+    assert caught.value.code == 400
+    assert "Invalid pageToken" in (caught.value.message or "")
 
 
 @pytest.mark.parametrize(

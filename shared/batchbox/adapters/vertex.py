@@ -252,7 +252,7 @@ class GenaiBatchJobs:
         found = _JOB_NAME.fullmatch(name)
         if found is not None:
             job_id = found.group(1)
-        elif name.isdigit():
+        elif name.isascii() and name.isdigit():
             job_id = name
         else:
             raise errors.PermanentError(

@@ -79,7 +79,7 @@ def claim_env_file(path: Path) -> None:
         owner = read_env_file(path).get(PID_KEY, "")
     except FileNotFoundError:
         return
-    if owner.isdigit() and int(owner) != os.getpid() and _alive(int(owner)):
+    if owner.isascii() and owner.isdigit() and int(owner) != os.getpid() and _alive(int(owner)):
         raise ServiceError(
             f"another local stack (pid {owner}) is running and owns {path}; stop it first "
             "(Ctrl-C in its terminal) or give this one its own --env-file"

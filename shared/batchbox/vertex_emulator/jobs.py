@@ -382,7 +382,7 @@ def parse_job_id(resource: str) -> str:
     Raises:
         ApiError: 400 for an id that is not a number (Vertex's ids are int64s).
     """
-    if not resource.isdigit():
+    if not (resource.isascii() and resource.isdigit()):
         raise invalid_argument(
             f"Invalid BatchPredictionJob id {resource!r}: ids are numbers, as in "
             "projects/P/locations/L/batchPredictionJobs/1234567890."

@@ -590,7 +590,7 @@ def _decode_page_token(token: str) -> int:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         text = ""
     prefix, _, number = text.partition(":")
-    if prefix != "before" or not number.isdigit():
+    if prefix != "before" or not (number.isascii() and number.isdigit()):
         raise invalid_argument(f"Invalid pageToken {token!r}.")
     return int(number)
 
