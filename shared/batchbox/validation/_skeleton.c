@@ -44,6 +44,8 @@
 #include <Python.h>
 #include <string.h>
 
+#include "../_json.h"
+
 #define MAX_DEPTH 64
 #define MAX_SPANS 256
 
@@ -66,9 +68,6 @@ enum where {
 
 /* Where a label goes (see splice above). */
 enum { NO_SPLICE, IN_REQUEST, IN_LABELS };
-
-/* The bytes a string's contents may run on without a closer look. */
-static unsigned char plain[256];
 
 /* Inline data longer than this many characters gets a warning (request.LARGE_INLINE_CHARS:
  * 7 MiB of bytes as base64; a test holds the two equal). */
@@ -115,71 +114,19 @@ static inline Py_ssize_t kept(const Scan *s, const unsigned char *at) {
     return (at - s->start) - s->removed + s->nspans;
 }
 
-static inline int hex(unsigned char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-static int hex4(const unsigned char *p) {
-    int value = 0;
-    for (int i = 0; i < 4; i++) {
-        int digit = hex(p[i]);
-        if (digit < 0) return -1;
-        value = value * 16 + digit;
-    }
-    return value;
-}
-
 /* One escape after a backslash at s->p; 0 when it is not one JSON allows. */
-static int escape(Scan *s) {
-    const unsigned char *p = s->p + 1;
-    if (p >= s->end) return 0;
-    switch (*p) {
-    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-        s->p = p + 1;
-        return 1;
-    case 'u': {
-        if (s->end - p < 5) return 0;
-        int unit = hex4(p + 1);
-        if (unit < 0 || (unit >= 0xDC00 && unit <= 0xDFFF)) return 0;  /* a lone low half */
-        p += 5;
-        if (unit >= 0xD800 && unit <= 0xDBFF) {  /* a high half: its low half must follow */
-            if (s->end - p < 6 || p[0] != '\\' || p[1] != 'u') return 0;
-            int low = hex4(p + 2);
-            if (low < 0xDC00 || low > 0xDFFF) return 0;
-            p += 6;
-        }
-        s->p = p;
-        return 1;
-    }
-    default:
-        return 0;
-    }
+static inline int escape(Scan *s) {
+    const unsigned char *after = json_escape(s->p, s->end);
+    if (after == NULL) return 0;
+    s->p = after;
+    return 1;
 }
 
-/* One UTF-8 sequence of two bytes or more at s->p (Unicode's table of well-formed sequences). */
-static int utf8(Scan *s) {
-    const unsigned char *p = s->p;
-    Py_ssize_t left = s->end - p;
-    unsigned char c = p[0];
-    int size;
-    unsigned char low = 0x80, high = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) size = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        size = 3;
-        if (c == 0xE0) low = 0xA0;
-        else if (c == 0xED) high = 0x9F;  /* no surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        size = 4;
-        if (c == 0xF0) low = 0x90;
-        else if (c == 0xF4) high = 0x8F;
-    } else return 0;
-    if (left < size || p[1] < low || p[1] > high) return 0;
-    for (int i = 2; i < size; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF) return 0;
-    s->p = p + size;
+/* One UTF-8 sequence of two bytes or more at s->p. */
+static inline int utf8(Scan *s) {
+    const unsigned char *after = json_utf8(s->p, s->end);
+    if (after == NULL) return 0;
+    s->p = after;
     return 1;
 }
 
@@ -204,7 +151,7 @@ static int string(Scan *s, enum where where, int *escaped) {
     }
     if (where == URI && s->end - body > 5 && memcmp(body, "gs://", 5) == 0) {
         const unsigned char *q = body + 5;
-        while (q < s->end && plain[*q] && *q != '/')
+        while (q < s->end && json_plain[*q] && *q != '/')
             q++;
         if (q < s->end && *q == '/') {
             opaque = 1;
@@ -217,7 +164,7 @@ static int string(Scan *s, enum where where, int *escaped) {
     *escaped = 0;
     s->p = from;
     for (;;) {
-        while (s->p < limit && plain[*s->p])
+        while (s->p < limit && json_plain[*s->p])
             s->p++;
         if (s->p >= limit) return 0;
         unsigned char c = *s->p;
@@ -684,8 +631,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__skeleton(void) {
-    for (int c = 0x20; c < 0x80; c++)
-        plain[c] = c != '"' && c != '\\';
+    json_init();
     PyObject *created = PyModule_Create(&module);
     if (created != NULL && PyModule_AddIntConstant(created, "LARGE_INLINE_CHARS",
                                                    LARGE_INLINE_CHARS) < 0) {
