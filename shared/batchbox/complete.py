@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import secrets
 import threading
@@ -54,7 +55,7 @@ from batchbox.events import (
     TokenTotals,
     publish,
 )
-from batchbox.jsonl import iter_lines, line_blocks
+from batchbox.jsonl import iter_lines, line_blocks, line_spans
 from batchbox.keys import LINE_LABEL
 from batchbox.leases import StepLease
 from batchbox.logs import bind, get_logger
@@ -64,12 +65,21 @@ from batchbox.settings import Settings
 from batchbox.staging import ShardWriter, line_number, line_of, strip_label
 from batchbox.tables import parse_table_uri
 
+try:  # the compiled reader of the usual row (see _rows.c); without it every row is decoded
+    from batchbox import _rows
+except ImportError:  # pragma: no cover - a build without a C compiler (hatch_build.py)
+    _rows = None  # type: ignore[assignment]
+
 log = get_logger("complete")
 
 MAX_ERROR_TEXT = 2000
 MAX_DISTINCT_ERRORS = 10_000
 # Rows without batchbox's label held for matching by id or digest; beyond this, unmatched.
 MAX_PENDING_ROWS = 100_000
+# The highest line number a row's label may name when the input's line count is smaller: the
+# tally keeps a byte a line up to the highest it sees, so a label above both is taken for no
+# label (batchbox never writes one), not for a line to make room for.
+MAX_LINE_NUMBER = 1 << 26
 
 # Line states in the tracking table.
 _UNSEEN, _OK, _FAILED, _TRANSIENT = 0, 1, 2, 3
@@ -98,12 +108,13 @@ class RowOutcome(NamedTuple):
 
 
 def _int(value: Any) -> int:
-    if type(value) is int:  # the usual case, checked first: this runs five times a row
-        return value
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
+    """A token count; 0 when it is not a number, or not one of 64 bits (as Vertex writes them)."""
+    if type(value) is not int:
+        try:
+            value = int(value or 0)
+        except (TypeError, ValueError):
+            return 0
+    return value if -(2**63) <= value < 2**63 else 0
 
 
 def usage_of(response: dict[str, Any]) -> dict[str, int]:
@@ -139,7 +150,11 @@ def read_row(row: dict[str, Any]) -> RowOutcome:
     parts = (first.get("content") or {}).get("parts") or []
     if not parts:
         return _no_content(finish, usage)
-    text = "".join(p.get("text", "") for p in parts if isinstance(p, dict) and not p.get("thought"))
+    text = "".join(
+        text
+        for p in parts
+        if isinstance(p, dict) and not p.get("thought") and isinstance(text := p.get("text"), str)
+    )
     return RowOutcome(True, None, "ok", text, finish, usage)
 
 
@@ -232,6 +247,7 @@ class Tally:
     messages: list[str] = field(default_factory=list)
     pending: list[_Pending] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    max_line: int = MAX_LINE_NUMBER  # see MAX_LINE_NUMBER; read_predictions raises it as needed
     _message_index: dict[str, int] = field(default_factory=dict)
 
     def state(self, line: int) -> int:
@@ -269,12 +285,7 @@ class Tally:
             self.ok_lines += 1
             self.redriven += attempt > 0
             if type(row) is dict:
-                results.write(
-                    orjson.dumps(
-                        _result_row(row, line, outcome, id_field),
-                        option=orjson.OPT_APPEND_NEWLINE,
-                    )
-                )
+                results.write(_dumps_line(_result_row(row, line, outcome, id_field)))
             else:  # a row decoded by pass 1's typed path: its response is kept as it was written
                 results.write(_typed_result_of(row, line, outcome))
             return
@@ -310,6 +321,15 @@ class Tally:
         self.failures[line] = index
 
 
+def _dumps_line(value: Any) -> bytes:
+    """A JSON line of a parsed row's value; the standard library writes the rare one orjson
+    cannot (an integer beyond 64 bits, which orjson reads but does not write)."""
+    try:
+        return orjson.dumps(value, option=_NEWLINE)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
 def _result_row(
     row: dict[str, Any], line: int | None, outcome: RowOutcome, id_field: str
 ) -> dict[str, Any]:
@@ -341,6 +361,7 @@ def read_predictions(
     record: InputRecord, blobs: BlobStore, results: BinaryIO, tally: Tally, id_field: str
 ) -> list[str]:
     """Stream every predictions row of every job, oldest attempt first. Returns the files read."""
+    tally.max_line = max(tally.max_line, record.lines_total)
     read: list[str] = []
     for job in sorted(record.jobs, key=lambda j: (j.attempt, j.shard)):
         for uri in prediction_files(blobs, job):
@@ -357,32 +378,46 @@ def _read_file(
 ) -> None:
     """Every row of one predictions file into the tally.
 
-    A row of the usual shape is decoded typed, only the fields a row needs (status, the line
-    label, the response's candidates and token counts, the id); the echoed request is skipped
-    and the response is kept as written for results.jsonl. A first success for its line, the
-    usual row, is counted right here (Tally.take's success branch, its sums kept in locals and
-    added once at the end); any other typed row goes through ``Tally.take``, and a row of any
-    other shape (no label, an odd type anywhere) is parsed whole and read as before.
+    The usual row, a first success with text for its line, is taken by the compiled reader
+    (_Compiled) where there is one: counted and written to results.jsonl without a Python
+    object. Every other row comes here. A row of the usual shape is decoded typed, only the
+    fields a row needs (status, the line label, the response's candidates and token counts, the
+    id); the echoed request is skipped and the response is kept as written for results.jsonl.
+    A first success for its line is counted right here (Tally.take's success branch, its sums
+    kept in locals and added once at the end); any other typed row goes through ``Tally.take``,
+    and a row of any other shape (no label, an odd type anywhere) is parsed whole and read as
+    before.
     """
     decode = _row_decoder(id_field).decode
     out = _Batched(results)
     buffer = out.buffer
     encode_into = _ENCODER.encode_into
     attempt = job.attempt
-    states = tally.states
+    states, max_line = tally.states, tally.max_line
     finish_reasons: Counter[Any] = Counter()
     prompt = candidates = thoughts = cached = total = ok = 0
     bad = rows = 0
+    compiled = _Compiled.of(id_field)
     with blobs.open_read(uri) as stream:
+        rows_left = (
+            chain.from_iterable(line_blocks(stream))
+            if compiled is None
+            else compiled.rows_left(stream, states, max_line, out)
+        )
         try:
-            for raw in chain.from_iterable(line_blocks(stream)):
+            for raw in rows_left:
                 rows += 1
                 try:
                     row: Any = decode(raw)
                     request = row.request
                     labels = request.labels if request is not None else None
                     value = labels.line if labels is not None else None
-                    typed = value.__class__ is str and value.isascii() and value.isdigit()
+                    typed = (
+                        value.__class__ is str
+                        and value.isascii()
+                        and value.isdigit()
+                        and int(value) <= max_line
+                    )
                     if typed:
                         response, usage = _typed_response(row)
                         # The usual row, a success with text, is classified right here; any
@@ -458,6 +493,15 @@ def _read_file(
                 _take_parsed(row, job, tally, out, id_field)  # type: ignore[arg-type]
         finally:
             out.flush()
+            if compiled is not None:
+                rows += compiled.rows
+                ok += compiled.rows
+                prompt += compiled.tokens[0]
+                candidates += compiled.tokens[1]
+                thoughts += compiled.tokens[2]
+                cached += compiled.tokens[3]
+                total += compiled.tokens[4]
+                finish_reasons.update(compiled.reasons)
             tally.rows += rows
             tally.rows_by_job[job.slot] += rows
             tally.ok_lines += ok
@@ -470,6 +514,60 @@ def _read_file(
             tally.finish_reasons.update(finish_reasons)
     if bad:
         tally.warnings.append(f"{uri}: {bad} row(s) are not JSON objects and were skipped")
+
+
+# An id field of one of these names is read by complete itself (the compiled reader reads these
+# keys as the row's own).
+_ROW_KEYS = frozenset({"status", "response", "processed_time", "request"})
+_LABEL_KEY = LINE_LABEL.encode()
+
+
+class _Compiled:
+    """Pass 1's compiled reader (_rows.c) over one predictions file: it takes each usual row
+    itself (a first success with text for its line: its state set, its results.jsonl row
+    written, its counts added up here) and hands out every other row for _read_file to read."""
+
+    __slots__ = ("_id_key", "reasons", "rows", "tokens")
+
+    def __init__(self, id_key: bytes) -> None:
+        self._id_key = id_key
+        self.rows = 0  # rows taken
+        self.tokens = [0, 0, 0, 0, 0]  # prompt, candidates, thoughts, cached, total
+        self.reasons: Counter[str] = Counter()
+
+    @classmethod
+    def of(cls, id_field: str) -> _Compiled | None:
+        """A reader for rows whose id is ``id_field``; None without the extension."""
+        if _rows is None or id_field in _ROW_KEYS:
+            return None
+        return cls(id_field.encode())
+
+    def rows_left(
+        self, stream: BinaryIO, states: bytearray, max_line: int, out: _Batched
+    ) -> Iterator[bytes]:
+        """The rows of ``stream`` the compiled reader leaves, in order, as bytes."""
+        take = _rows.take
+        buffer, id_key, tokens = out.buffer, self._id_key, self.tokens
+        for chunk, start, stop in line_spans(stream):
+            while start <= stop:
+                position, taken, *counts, reasons = take(
+                    chunk, start, stop, id_key, _LABEL_KEY, states, max_line, buffer, _FLUSH_BYTES
+                )
+                if taken:
+                    self.rows += taken
+                    for index, count in enumerate(counts):
+                        tokens[index] += count
+                    self.reasons.update(reasons)
+                if position > stop:
+                    break
+                if len(buffer) > _FLUSH_BYTES:  # it stopped for the buffer, not for the row
+                    out.flush()
+                    start = position
+                    continue
+                end = chunk.find(b"\n", position, stop)
+                end = stop if end < 0 else end
+                yield chunk[position:end]
+                start = end + 1
 
 
 def count_lines(record: InputRecord, deps: Deps, tally: Tally, results: Any) -> list[str]:
@@ -510,7 +608,7 @@ def _take_parsed(
 ) -> None:
     outcome = read_row(row)
     line = line_of(row)
-    if line is not None:
+    if line is not None and line <= tally.max_line:
         tally.take(line, outcome, job.attempt, results, row, id_field)
     elif len(tally.pending) < MAX_PENDING_ROWS:
         request = row.get("request")
@@ -608,7 +706,13 @@ class _Result(msgspec.Struct, gc=False, omit_defaults=False):
     response: msgspec.Raw
 
 
-_TYPED_FAILED = (msgspec.ValidationError, msgspec.DecodeError, TypeError, ValueError)
+_TYPED_FAILED = (
+    msgspec.ValidationError,
+    msgspec.DecodeError,
+    TypeError,
+    ValueError,
+    RecursionError,  # a row nested too deep for msgspec: orjson refuses it with an error
+)
 _ROW_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {}
 _RESPONSE = msgspec.json.Decoder(_Response)
 _ENCODER = msgspec.json.Encoder()
@@ -1063,13 +1167,11 @@ def write_openai_results(outputs: Outputs, blobs: BlobStore) -> None:
     with blobs.open_write(outputs.results_openai, content_type="application/jsonl") as out:
         for result in iter_results(blobs, outputs.results):
             row = {"status": "", "response": result["response"]}
-            out.write(orjson.dumps(to_openai_output(result.get("id"), row), option=_NEWLINE))
+            out.write(_dumps_line(to_openai_output(result.get("id"), row)))
         for failure in iter_results(blobs, outputs.errors):
             error = failure.get("batchbox_error") or {}
             row = {"status": f"{error.get('kind')}: {error.get('message')}"}
-            out.write(
-                orjson.dumps(to_openai_output(failure.get("custom_id"), row), option=_NEWLINE)
-            )
+            out.write(_dumps_line(to_openai_output(failure.get("custom_id"), row)))
 
 
 def _process(record: InputRecord, deps: Deps) -> InputRecord | None:

@@ -32,6 +32,36 @@ def line_blocks(stream: IO[bytes], *, chunk_size: int = CHUNK_SIZE) -> Iterator[
         yield [b"".join(pending)]
 
 
+def line_spans(
+    stream: IO[bytes], *, chunk_size: int = CHUNK_SIZE
+) -> Iterator[tuple[bytes, int, int]]:
+    """The same lines as :func:`line_blocks`, without splitting them out: each item is
+    ``(chunk, start, stop)``, whose lines are ``chunk[start:stop].split(b"\n")`` (one at least,
+    maybe empty). A line that runs over chunks is joined and given alone, as
+    ``(line, 0, len(line))``. For readers that take lines in place (complete's compiled one).
+    """
+    pending: list[bytes] = []
+    while chunk := stream.read(chunk_size):
+        last = chunk.rfind(b"\n")
+        if last < 0:
+            pending.append(chunk)
+            continue
+        start = 0
+        if pending:
+            start = chunk.find(b"\n") + 1
+            pending.append(chunk[: start - 1])
+            line = b"".join(pending)
+            pending = []
+            yield line, 0, len(line)
+        if start <= last:
+            yield chunk, start, last
+        if last + 1 < len(chunk):
+            pending.append(chunk[last + 1 :])
+    if pending:
+        line = b"".join(pending)
+        yield line, 0, len(line)
+
+
 def iter_lines(stream: BinaryIO, *, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
     """Yield each non-blank line of ``stream`` without its line ending.
 

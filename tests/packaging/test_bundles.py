@@ -230,7 +230,7 @@ SETTINGS_ENV = {
 # Runs inside the fresh virtualenv, in the unpacked bundle, with nothing of this repository on
 # the path: loads the entry point as Cloud Functions does and reports what it found.
 LOAD_SCRIPT = r"""
-import base64, json, sys
+import base64, importlib.util, json, sys
 import functions_framework
 from functions_framework import _function_registry as registry
 import batchbox
@@ -243,9 +243,13 @@ from batchbox.validation import validator
 report = {
     "batchbox": batchbox.__file__,
     "native": getattr(validator._skeleton, "__file__", None),
+    "has_complete": importlib.util.find_spec("batchbox.complete") is not None,
     "signature": registry.get_func_signature_type(target, "http"),
     "unparseable_status": unparseable.status_code,
 }
+if report["has_complete"]:
+    from batchbox import complete
+    report["rows"] = getattr(complete._rows, "__file__", None)
 if target == "complete":
     # What a Pub/Sub push subscription sends; a job-finished message without a job id is a
     # permanent error, so it must be acknowledged (200), not retried into the dead-letter topic.
@@ -322,9 +326,13 @@ def test_every_real_bundle_loads_in_a_fresh_virtualenv(
         assert Path(report["batchbox"]).is_relative_to(unpacked), (
             "batchbox must come from the bundle"
         )
-        if packaging.native_target():  # the compiled skeletons ship, and load from the bundle
+        if packaging.native_target():  # the compiled modules ship, and load from the bundle
             assert report["native"] is not None, f"{bundle.function} lacks the skeletons"
             assert Path(report["native"]).is_relative_to(unpacked)
+            if report["has_complete"]:
+                assert report["rows"] is not None, f"{bundle.function} lacks the row reader"
+                assert Path(report["rows"]).is_relative_to(unpacked)
+        assert report["has_complete"] or bundle.function != "complete"
         assert report["unparseable_status"] == 400, (
             f"{bundle.function} is not a CloudEvent function"
         )
@@ -368,6 +376,8 @@ def test_real_bundles_hold_exactly_the_modules_their_function_imports(
                 for name in packaging.native_modules(REPO, bundle.function)
             }
             assert "batchbox/validation/_skeleton.abi3.so" in modules
+            if bundle.function == "complete":
+                assert "batchbox/_rows.abi3.so" in modules
         assert modules == expected
         for never in ("batchbox/local/", "batchbox/vertex_emulator/", "batchbox/cli/"):
             assert not any(entry.startswith(never) for entry in modules), never

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from batchbox.jsonl import iter_lines, line_blocks
+from batchbox.jsonl import iter_lines, line_blocks, line_spans
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -26,3 +26,6 @@ def test_line_blocks_hand_out_every_line_whole_wherever_the_chunks_fall(seed: in
     assert list(iter_lines(io.BytesIO(data), chunk_size=chunk)) == [
         x for x in expected if x.strip()
     ]
+    spans = list(line_spans(io.BytesIO(data), chunk_size=chunk))
+    assert [line for c, a, b in spans for line in c[a:b].split(b"\n")] == expected
+    assert all(0 <= a <= b <= len(c) for c, a, b in spans)
