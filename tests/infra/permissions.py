@@ -112,6 +112,7 @@ ADAPTER_CALLS: dict[str, dict[str, dict[str, frozenset[str]]]] = {
             "request": frozenset({"aiplatform.batchPredictionJobs.get"}),
             "fullmatch": LOCAL,
             "group": LOCAL,
+            "isascii": LOCAL,
             "isdigit": LOCAL,
             "decode": LOCAL,
         },
@@ -373,7 +374,9 @@ def port_calls(function: str) -> Reach:
             continue
         seen.add(key)
         module_name, name = key
-        tree = modules[module_name]
+        tree = modules.get(module_name)
+        if tree is None:  # a compiled module (batchbox._rows): no source, and it is given no port
+            continue
         definition = _top_level_functions(tree).get(name)
         if definition is None:
             continue
