@@ -980,7 +980,7 @@ def handle_input_finished(message: InputFinished, deps: Deps) -> PublishedEvent 
                 record = lease.take(record)
                 if record.result_event is None:
                     with lease.held():
-                        processed = _process(record, deps)
+                        processed = _process(record, deps, lease)
                     if processed is None:
                         return None  # re-driven: the input runs again
                     record = processed
@@ -1066,6 +1066,26 @@ class _ProcessingLease(StepLease):
             renewer.join()
             if failed:  # released once the renewer has stopped, so that it cannot renew it
                 self.release()
+
+    def confirm(self) -> None:
+        """Make sure the lease is still this worker's, renewing it now, before an output is
+        committed: a worker that stalled past its lease (the reconciler then announced the input
+        again, and another worker took it) must leave every output to the new owner.
+
+        Raises:
+            InProgressError: another worker took the input over, or it moved on.
+        """
+        try:
+            held = not self.lost and self.extend()
+        except errors.BatchboxError as exc:  # the registry did not answer: the renewer's word
+            log.warning("could not confirm the lease on input %s: %s", self.job_id, exc)
+            held = not self.lost
+        if not held:
+            self.lost = True
+            raise errors.InProgressError(
+                f"input {self.job_id}: its post-processing lease ran out and another worker "
+                "took it over; this worker stops without writing its outputs"
+            )
 
     def _renew(self) -> None:
         while not self._stop.wait(self._beat):
@@ -1174,8 +1194,15 @@ def write_openai_results(outputs: Outputs, blobs: BlobStore) -> None:
             out.write(_dumps_line(to_openai_output(failure.get("custom_id"), row)))
 
 
-def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
-    """Count, then re-drive (None) or write the outputs and store the event (the record)."""
+def _process(
+    record: InputRecord, deps: Deps, lease: _ProcessingLease | None = None
+) -> InputRecord | None:
+    """Count, then re-drive (None) or write the outputs and store the event (the record).
+
+    With ``lease``, each output is committed only while the lease is still this worker's
+    (``_ProcessingLease.confirm``).
+    """
+    confirm = lease.confirm if lease is not None else lambda: None
     settings = deps.settings
     outputs = _outputs(record)
     tally = Tally()
@@ -1187,6 +1214,7 @@ def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
             outputs.results or "", content_type="application/jsonl"
         ) as results:
             files = count_lines(record, deps, tally, results)
+            confirm()  # before results.jsonl is committed, as the block ends
     redrive = plan_redrive(record, tally, deps)
     if redrive:
         rerun(record, redrive, deps, from_stage=Stage.FINISHED)  # None: another worker did
@@ -1199,6 +1227,7 @@ def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
         # sources are not read again and errors.jsonl stays empty.
         if missing or tally.failed_lines:
             write_errors(record, deps.blobs, errors_out, tally)
+        confirm()
     if outputs.results_openai is not None:
         write_openai_results(outputs, deps.blobs)
     now = deps.clock()
@@ -1212,6 +1241,7 @@ def _process(record: InputRecord, deps: Deps) -> InputRecord | None:
         "finish_reasons": dict(tally.finish_reasons),
         "failure_kinds": dict(tally.error_kinds),
     }
+    confirm()
     deps.blobs.write_bytes(
         outputs.summary or "",
         orjson.dumps(summary, option=orjson.OPT_INDENT_2),

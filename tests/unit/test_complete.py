@@ -725,3 +725,37 @@ def test_a_long_post_processing_keeps_its_lease() -> None:
             leases.append(deps.registry.get(record.job_id).lease_until)
     assert leases[0] < leases[1] < leases[2]
     assert not lease.lost
+
+
+@pytest.mark.parametrize("lost_during", ["count_lines", "write_errors"])
+def test_a_worker_that_lost_its_lease_writes_nothing_more(
+    lost_during: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its lease ran out (the process stalled) and another worker took the input over: it stops
+    before its next output, and leaves results, errors, summary and event to that worker."""
+    deps = make_deps()
+    failing = lambda staged: [  # noqa: E731 - one failed row, so that errors.jsonl is written
+        echo(s, response=ok_response("x")) if i else echo(s, status="Bad Request")
+        for i, s in enumerate(staged)
+    ]
+    record = finished_job(deps, requests(3), VertexState.SUCCEEDED, failing)
+    original = getattr(complete_module, lost_during)
+
+    def taken_over(*args, **kwargs):
+        result = original(*args, **kwargs)
+        deps.registry.update(
+            record.job_id, lambda c: c.model_copy(update={"lease_owner": "another-worker"})
+        )
+        return result
+
+    monkeypatch.setattr(complete_module, lost_during, taken_over)
+    outputs = complete_module._outputs(record)
+    before = dict(deps.blobs.objects)
+    with pytest.raises(errors.InProgressError, match="another worker"):
+        handle(record.job_id, deps)
+    current = deps.registry.get(record.job_id)
+    assert current.result_event is None and current.lease_owner == "another-worker"
+    written = {uri for uri in deps.blobs.objects if deps.blobs.objects.get(uri) != before.get(uri)}
+    committed_before_loss = {"count_lines": set(), "write_errors": {outputs.results}}
+    assert written == committed_before_loss[lost_during]
+    assert deps.publisher.on(deps.settings.results_topic) == []
