@@ -243,9 +243,11 @@ def announce(record: InputRecord, deps: Deps) -> None:
     deps.registry.update(
         record.job_id,
         lambda current: (
-            # The announcement is made: its lease has done its work.
+            # The announcement is made: its lease has done its work. Only for the attempt it
+            # announced: meanwhile the input may have been re-driven and finished again, and
+            # that attempt's announcement is its own announcer's to record.
             current.model_copy(update={"notified_at": now, "notify_lease_until": None})
-            if current.stage is Stage.FINISHED
+            if current.stage is Stage.FINISHED and current.attempt == record.attempt
             else None
         ),
     )

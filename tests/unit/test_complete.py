@@ -3,6 +3,7 @@ shards, re-drives, one event per input."""
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 
@@ -759,3 +760,37 @@ def test_a_worker_that_lost_its_lease_writes_nothing_more(
     committed_before_loss = {"count_lines": set(), "write_errors": {outputs.results}}
     assert written == committed_before_loss[lost_during]
     assert deps.publisher.on(deps.settings.results_topic) == []
+
+
+def test_a_late_announcement_is_not_taken_for_the_next_attempts() -> None:
+    """Attempt 0 is announced, and before its announcer records it, complete has re-driven the
+    input and the re-drive has finished too (attempt 1, whose own announcer holds the lease):
+    the late record must not mark attempt 1 announced, or a lost announcement of attempt 1
+    would wait for BATCHBOX_REANNOUNCE_SECONDS instead of the announcement lease."""
+    from batchbox import jobs
+
+    clock = Clock()
+    deps = make_deps(clock=clock)
+    record = finished_job(deps, requests(2), VertexState.SUCCEEDED, answered)
+    assert record.stage is Stage.FINISHED and record.attempt == 0
+    publish = deps.publisher.publish
+    lease = clock() + dt.timedelta(seconds=60)
+
+    def meanwhile(topic: str, data: bytes, attributes: dict[str, str]) -> str:
+        deps.registry.update(
+            record.job_id,
+            lambda c: c.model_copy(
+                update={
+                    "jobs": (*c.jobs, c.jobs[0].model_copy(update={"attempt": 1})),
+                    "notified_at": None,
+                    "notify_lease_until": lease,
+                }
+            ),
+        )
+        return publish(topic, data, attributes)
+
+    deps.publisher.publish = meanwhile  # type: ignore[method-assign]
+    jobs.announce(record, deps)
+    current = deps.registry.get(record.job_id)
+    assert current.attempt == 1
+    assert current.notified_at is None and current.notify_lease_until == lease
