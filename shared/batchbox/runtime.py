@@ -15,6 +15,7 @@ import base64
 import binascii
 import datetime as dt
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,6 +75,30 @@ def _configure_logging() -> None:
     except ValidationError:
         level = "INFO"  # the handler reports the settings error itself
     logs.configure(level)
+    _report_compiled()
+
+
+# The compiled parts of batchbox's modules (hatch_build.py), by the module that imports each.
+# Without one, its module reads every line in Python: the same results, more slowly.
+_COMPILED = {
+    "batchbox.validation.validator": ("_skeleton", "the validator's line skeletons"),
+    "batchbox.complete": ("_rows", "complete's reader of predictions rows"),
+}
+
+
+def _report_compiled() -> None:
+    """Say once, at a function's first event, which compiled part its modules run without
+    (built where no C compiler worked, or bundled for another platform)."""
+    for module_name, (attribute, what) in _COMPILED.items():
+        module = sys.modules.get(module_name)
+        if module is not None and getattr(module, attribute, None) is None:
+            log.warning(
+                "%s (%s) is not compiled in this deployment: every line is read in Python, with "
+                "the same results, more slowly; build the bundle on x86-64 Linux with a C "
+                "compiler to ship it",
+                what,
+                f"{module_name.rpartition('.')[0]}.{attribute}",
+            )
 
 
 def _attr(event: Event, name: str) -> str | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -293,3 +294,37 @@ def test_ten_concurrent_deliveries_make_exactly_one_vertex_job(cloud: Cloud) -> 
     job_id = job_id_for(cloud.inbox, "burst.jsonl", obj["generation"])
     assert cloud.record(job_id)["jobs"][0]["stage"] == "ACTIVE"
     assert len(emulator_jobs(cloud.vertex.base_url, f"batchbox-{job_id}-s0000a0")) == 1
+
+
+@pytest.mark.parametrize("missing", [None, "batchbox.complete", "batchbox.validation.validator"])
+def test_a_function_says_once_which_compiled_part_it_runs_without(
+    missing: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+    import logging
+
+    class Kept(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    for name in runtime._COMPILED:
+        importlib.import_module(name)
+    if missing is not None:
+        monkeypatch.setattr(sys.modules[missing], runtime._COMPILED[missing][0], None)
+    kept = Kept()
+    logger = logging.getLogger("batchbox.function")
+    logger.addHandler(kept)
+    try:
+        runtime._report_compiled()
+    finally:
+        logger.removeHandler(kept)
+    said = [message for message in kept.messages if "is not compiled" in message]
+    if missing is None:
+        assert said == []
+    else:
+        (message,) = said
+        assert runtime._COMPILED[missing][1] in message and "same results" in message
