@@ -38,6 +38,8 @@
  *   - finishReason, modelVersion and processed_time are absent, null or strings without
  *     escapes; the id (id_key at the top) is absent, null, such a string or an integer of at
  *     most 18 digits written as msgspec writes it;
+ *   - the row holds no carriage return before its trailing whitespace (its response is
+ *     copied as written, and a results line must be one line to any reader in text mode);
  *   - no key of the objects read (the row, request, labels, response, candidate, content,
  *     parts, usage) is written with an escape, and none of the keys read is given twice.
  * These are exactly the rows complete's own reading takes as a success with text from typed
@@ -432,6 +434,7 @@ static int read_row(Row *r, const unsigned char *line, Py_ssize_t size) {
     r->end = line + size;
     ws(r);
     if (r->p >= r->end || *r->p != '{' || !object(r, row_member, 1)) return 0;
+    if (memchr(line, '\r', r->p - line) != NULL) return 0;
     ws(r);
     /* A status given twice is harmless ("" either way); a request without labels, a response
      * without candidates or parts, is refused here. */

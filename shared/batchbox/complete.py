@@ -408,6 +408,11 @@ def _read_file(
             for raw in rows_left:
                 rows += 1
                 try:
+                    # A carriage return inside the row (JSON whitespace; a string cannot hold one)
+                    # would be kept by the raw copy of its response and split its results line
+                    # for a reader in text mode: such a row is read as a dict, written anew.
+                    if (cr := raw.find(b"\r")) >= 0 and raw[cr:].strip():
+                        raise ValueError("a carriage return inside the row")
                     row: Any = decode(raw)
                     request = row.request
                     labels = request.labels if request is not None else None

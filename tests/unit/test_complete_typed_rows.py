@@ -203,6 +203,7 @@ def tally_of(
         return ("raised", type(exc).__name__)
     finally:
         monkeypatch.undo()
+    assert b"\r" not in out.getvalue()  # each results line is one line, whatever reads it
     if raw:
         return out.getvalue()
     results = [orjson.loads(line) for line in out.getvalue().splitlines()]
@@ -416,6 +417,8 @@ for slot, default in DEFAULTS.items():
 WHOLE_ROWS = [
     OK_ROW.replace(":", " : ").replace(",", " ,\t"),  # whitespace everywhere
     " " + OK_ROW + " \r",
+    OK_ROW.replace('"candidatesTokenCount":2', '"candidatesTokenCount"\r:\r2'),  # results lines
+    # must hold no raw carriage return: a text-mode reader would split the line there
     OK_ROW + "x",
     OK_ROW + "}",
     OK_ROW[:-1],
