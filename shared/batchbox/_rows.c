@@ -626,11 +626,12 @@ static PyObject *take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *chunk = args[0], *states = args[5], *out = args[7];
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    Py_ssize_t stop = PyLong_AsSsize_t(args[2]);
-    long long max_line = PyLong_AsLongLong(args[6]);
-    Py_ssize_t limit = PyLong_AsSsize_t(args[8]);
-    if (PyErr_Occurred()) return NULL;
+    Py_ssize_t start, stop, limit;
+    long long max_line;
+    if ((start = PyLong_AsSsize_t(args[1])) == -1 && PyErr_Occurred()) return NULL;
+    if ((stop = PyLong_AsSsize_t(args[2])) == -1 && PyErr_Occurred()) return NULL;
+    if ((max_line = PyLong_AsLongLong(args[6])) == -1 && PyErr_Occurred()) return NULL;
+    if ((limit = PyLong_AsSsize_t(args[8])) == -1 && PyErr_Occurred()) return NULL;
     char *data, *id_key, *label_key;
     Py_ssize_t size, id_len, label_len;
     if (!PyBytes_Check(chunk) || !PyByteArray_Check(states) || !PyByteArray_Check(out) ||
@@ -674,20 +675,23 @@ static PyObject *take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         long long next[5];
         memcpy(next, sums, sizeof next);
         if (!sum_into(next, usage)) break;
+        /* A bytearray that cannot grow (no memory, or a buffer of it held elsewhere) refuses
+         * the row: the rows taken so far are reported, and complete reads this one itself,
+         * where the same failure is raised with every count consistent. */
         if (line >= known) {  /* grown as Tally._set_state grows it */
             if (PyByteArray_Resize(states, (Py_ssize_t)line + 1 + 1024) < 0) {
-                PyByteArray_Resize(out, used);
-                return NULL;
+                PyErr_Clear();
+                break;
             }
             memset(PyByteArray_AsString(states) + known, 0, (line + 1 + 1024) - known);
         }
         Py_ssize_t room = bound(&r);
         if (used + room > have) {
-            have = used + room + (used + room) / 2;
-            if (PyByteArray_Resize(out, have) < 0) {
-                PyByteArray_Resize(out, used);
-                return NULL;
+            if (PyByteArray_Resize(out, used + room + (used + room) / 2) < 0) {
+                PyErr_Clear();
+                break;
             }
+            have = PyByteArray_Size(out);
         }
         char *to = PyByteArray_AsString(out) + used;
         used += result(to, &r, line, usage) - to;
@@ -697,6 +701,8 @@ static PyObject *take(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         taken++;
         pos = end + 1;
     }
+    /* Back to the bytes written (a shrink of what this call grew: it does not fail while no
+     * buffer of it is held, and none can be taken during the call). */
     PyObject *found = PyByteArray_Resize(out, used) < 0 ? NULL : reasons_dict(reasons, nreasons);
     if (found == NULL) return NULL;
     return Py_BuildValue("(nnLLLLLN)", pos, taken, sums[0], sums[1], sums[2], sums[3], sums[4],

@@ -203,7 +203,7 @@ def tally_of(
         return ("raised", type(exc).__name__)
     finally:
         monkeypatch.undo()
-    assert b"\r" not in out.getvalue()  # each results line is one line, whatever reads it
+    assert b"\r" not in out.getvalue()  # each results line is one line to a text-mode reader
     if raw:
         return out.getvalue()
     results = [orjson.loads(line) for line in out.getvalue().splitlines()]
@@ -603,3 +603,20 @@ def test_many_distinct_finish_reasons_are_each_counted(monkeypatch: pytest.Monke
     ]
     fields, _ = three_readings([row.encode() for row in rows], monkeypatch)
     assert fields["finish_reasons"] == {f"REASON_{n}": 5 for n in range(40)}
+
+
+def test_rows_taken_before_a_bytearray_cannot_grow_are_all_counted() -> None:
+    """A failure to grow (here: the states are held by a memoryview, so they cannot be resized)
+    refuses that row; the rows before it are reported with their counts."""
+    from batchbox import _rows
+
+    first, second = (OK_ROW.replace('"7"', f'"{line}"').encode() for line in (5, 5000))
+    chunk = first + b"\n" + second
+    states, out = bytearray(1030), bytearray()
+    held = memoryview(states)
+    position, taken, prompt, *_ = _rows.take(
+        chunk, 0, len(chunk), b"id", b"batchbox-line", states, 1 << 26, out, 1 << 20
+    )
+    held.release()
+    assert (position, taken, prompt) == (len(first) + 1, 1, 4)
+    assert states[5] == 1 and out.count(b"\n") == 1
