@@ -164,7 +164,9 @@ class Settings(BaseModel):
     # instance. Once the tick's budget is spent no more start; the rest wait for the next tick.
     poll_intake_concurrency: int = Field(default=2, gt=0, le=16)
     max_running_jobs: int = Field(default=8, gt=0)
-    notify_lease_seconds: int = Field(default=120, gt=0)
+    # The announcement (one publish, one registry write) is quick, and a second one is harmless
+    # (complete is idempotent): a long lease only delays an input whose announcer died.
+    notify_lease_seconds: int = Field(default=30, gt=0)
     reannounce_seconds: int = Field(default=3600, gt=0)
     progress_write_seconds: int = Field(default=30, ge=0)
     stall_warning_seconds: int | None = Field(default=24 * 3600, gt=0)

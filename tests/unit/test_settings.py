@@ -89,3 +89,26 @@ def test_the_readme_price_table_is_the_default_one() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     for model, price in DEFAULT_PRICES.items():
         assert f"| `{model}` | {price.input:g} | {price.output:.2f} |" in readme
+
+
+def test_every_setting_is_in_the_readmes_table() -> None:
+    """Each setting, under one of the names it is read by, has a row of the README's table."""
+    from pathlib import Path
+
+    from pydantic import AliasChoices
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    prefix = Settings.model_config.get("env_prefix", "")
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names = (
+            [str(choice) for choice in alias.choices]
+            if isinstance(alias, AliasChoices)
+            else [str(alias or field.alias or f"{prefix}{name}")]
+        )
+        assert any(
+            f"| `{n.upper()}`" in readme
+            or f"`{n.upper()}` /" in readme
+            or f"/ `{n.upper()}`" in readme
+            for n in names
+        ), f"{names} not in the README"
