@@ -168,6 +168,9 @@ class ShardWriter:
         self._max_requests = max_requests
         self._max_bytes = max_bytes
         self._open: _Open | None = None
+        # Where label() writes a run's staged lines: one buffer for the writer's life, grown to
+        # the largest run and never shrunk (a new megabyte a call costs its pages each time).
+        self._staged = bytearray()
         self.jobs: list[BatchJob] = []
 
     def __enter__(self) -> ShardWriter:
@@ -210,7 +213,7 @@ class ShardWriter:
                 current = None
             if current is None:
                 current = self._start()
-            taken, staged = _skeleton.label(
+            taken, size = _skeleton.label(
                 run.chunk,
                 run.found,
                 done,
@@ -219,13 +222,15 @@ class ShardWriter:
                 self._max_bytes - current.size,
                 _LABEL_KEY,
                 current.lines == 0,
+                self._staged,
             )
             if not taken and current.lines:  # the next line does not fit: the next shard
                 self._close(current)
                 continue
-            current.stream.write(staged)
+            with memoryview(self._staged) as staged:  # released before the next call grows it
+                current.stream.write(staged[:size])
             current.lines += taken
-            current.size += len(staged)
+            current.size += size
             done += taken
 
     @property

@@ -527,9 +527,11 @@ static int decimal(long long number, char *out) {
     return count;
 }
 
-/* label(chunk, found, index, number, most, room, key, fresh) -> (taken, staged)
+/* label(chunk, found, index, number, most, room, key, fresh, out) -> (taken, size)
  *
- * Staged JSONL for the lines found holds (start, end and splice of each, as accept() appends
+ * Staged JSONL, written at the start of the bytearray out (grown when it is too small, never
+ * shrunk, so that one buffer serves every call: size says how many of its bytes are staged), for
+ * the lines found holds (start, end and splice of each, as accept() appends
  * them to a bytearray), from its index-th line on: each line's bytes with the label
  * key: "number" (number for that first line, and so on) written in where its splice says, and a
  * newline after it. It takes at most most lines, and no more than room bytes in all except for a
@@ -537,11 +539,11 @@ static int decimal(long long number, char *out) {
  * stops before a line whose splice is 0 (the caller labels that one itself). */
 static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     (void)module;
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "label() takes 8 arguments");
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "label() takes 9 arguments");
         return NULL;
     }
-    PyObject *chunk = args[0], *found = args[1];
+    PyObject *chunk = args[0], *found = args[1], *out = args[8];
     Py_ssize_t index = PyLong_AsSsize_t(args[2]);
     long long number = PyLong_AsLongLong(args[3]);
     Py_ssize_t most = PyLong_AsSsize_t(args[4]);
@@ -552,10 +554,12 @@ static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs
     Py_ssize_t key_size, size;
     const Py_ssize_t triple = 3 * (Py_ssize_t)sizeof(long long);
     if (!PyBytes_Check(chunk) || !PyByteArray_Check(found) || PyByteArray_Size(found) % triple ||
+        !PyByteArray_Check(out) || out == found ||
         PyBytes_AsStringAndSize(chunk, &data, &size) < 0 ||
         PyBytes_AsStringAndSize(args[6], &key, &key_size) < 0) {
         if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_TypeError, "label() takes bytes, a bytearray of triples, bytes");
+            PyErr_SetString(PyExc_TypeError,
+                            "label() takes bytes, a bytearray of triples, bytes, a bytearray");
         return NULL;
     }
     const char *numbers = PyByteArray_AsString(found);
@@ -579,15 +583,13 @@ static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         if (total + grown > room && !(end == index && fresh)) break;
         total += grown;
     }
-    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
-    if (out == NULL) return NULL;
-    if (PyByteArray_Size(found) / triple != count) {  /* changed while out was made */
-        Py_DECREF(out);
+    if (PyByteArray_Size(out) < total && PyByteArray_Resize(out, total) < 0) return NULL;
+    if (PyByteArray_Size(found) / triple != count) {  /* changed while out grew */
         PyErr_SetString(PyExc_RuntimeError, "label(): found changed while it was read");
         return NULL;
     }
     numbers = PyByteArray_AsString(found);
-    char *to = PyBytes_AsString(out);
+    char *to = PyByteArray_AsString(out);
     for (Py_ssize_t i = index; i < end; i++) {
         Py_ssize_t first = number_at(numbers, 3 * i), last = number_at(numbers, 3 * i + 1);
         Py_ssize_t at = number_at(numbers, 3 * i + 2);
@@ -610,7 +612,7 @@ static PyObject *label(PyObject *module, PyObject *const *args, Py_ssize_t nargs
         to += (last - first) - at;
         *to++ = '\n';
     }
-    return Py_BuildValue("(nN)", end - index, out);
+    return Py_BuildValue("(nn)", end - index, total);
 }
 
 static PyMethodDef methods[] = {
@@ -620,7 +622,7 @@ static PyMethodDef methods[] = {
      "accept(chunk, start, stop, max_line, id_key, cap, known, ids, number, most, no_ids, "
      "max_no_ids, found) -> (position, accepted, without_id): see the module's source."},
     {"label", (PyCFunction)(void (*)(void))label, METH_FASTCALL,
-     "label(chunk, found, index, number, most, room, key, fresh) -> (taken, staged): see the "
+     "label(chunk, found, index, number, most, room, key, fresh, out) -> (taken, size): see the "
      "module's source."},
     {NULL, NULL, 0, NULL},
 };

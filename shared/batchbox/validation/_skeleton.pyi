@@ -32,7 +32,8 @@ def label(
     room: int,
     key: bytes,
     fresh: bool,
+    out: bytearray,
     /,
-) -> tuple[int, bytes]:
-    """``(taken, staged)``: the lines ``found`` lists, from its ``index``-th on, with their
-    labels written in."""
+) -> tuple[int, int]:
+    """``(taken, size)``: the lines ``found`` lists, from its ``index``-th on, with their
+    labels written in, as ``out[:size]`` (``out`` grown when it is too small)."""
