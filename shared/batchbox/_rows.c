@@ -77,6 +77,8 @@ typedef struct {
     int depth, ntexts, parts, candidates, requests, usages;
     Value response, processed_time, id, label, finish, model;
     long long usage[5];  /* prompt, candidates, thoughts, cached, total: 0 when absent */
+    Value part_text;  /* the part being read (parts do not nest): set by part() */
+    int part_escaped, part_thought;
     Value texts[MAX_PARTS];  /* the bodies of the parts' texts, without quotes */
     unsigned char escaped[MAX_PARTS];
 } Row;
@@ -291,61 +293,37 @@ static int usage_member(Row *r, const unsigned char *key, Py_ssize_t size) {
     return skip(r);
 }
 
-static int part_member_text(Row *r, Value *text, int *escaped) {
-    if (*r->p != '"' || text->at != NULL) return 0;
-    text->at = r->p + 1;
-    if (!string(r, escaped)) return 0;
-    text->size = r->p - 1 - text->at;
-    return 1;
+static int part_member(Row *r, const unsigned char *key, Py_ssize_t size) {
+    if (key_is(key, size, "text")) {
+        if (*r->p != '"' || r->part_text.at != NULL) return 0;
+        r->part_text.at = r->p + 1;
+        if (!string(r, &r->part_escaped)) return 0;
+        r->part_text.size = r->p - 1 - r->part_text.at;
+        return 1;
+    }
+    if (key_is(key, size, "thought")) {
+        if (r->part_thought != -1) return 0;
+        if (literal(r, "true")) r->part_thought = 1;
+        else if (literal(r, "false") || literal(r, "null")) r->part_thought = 0;
+        else return 0;
+        return 1;
+    }
+    return skip(r);
 }
 
 /* One part: its text kept unless its thought is true. */
 static int part(Row *r) {
-    if (*r->p != '{' || ++r->depth > MAX_DEPTH) return 0;
-    Value text = {NULL, 0};
-    int escaped = 0, thought = -1;
+    if (*r->p != '{') return 0;
+    r->part_text.at = NULL;
+    r->part_text.size = 0;
+    r->part_escaped = 0;
+    r->part_thought = -1;
     r->parts++;
-    r->p++;
-    ws(r);
-    if (r->p < r->end && *r->p == '}') {
-        r->p++;
-        r->depth--;
-        return 1;
-    }
-    for (;;) {
-        int key_escaped;
-        if (r->p >= r->end || *r->p != '"') return 0;
-        const unsigned char *key = r->p + 1;
-        if (!string(r, &key_escaped) || key_escaped) return 0;
-        Py_ssize_t size = r->p - 1 - key;
-        ws(r);
-        if (r->p >= r->end || *r->p != ':') return 0;
-        r->p++;
-        ws(r);
-        if (r->p >= r->end) return 0;
-        if (key_is(key, size, "text")) {
-            if (!part_member_text(r, &text, &escaped)) return 0;
-        } else if (key_is(key, size, "thought")) {
-            if (thought != -1) return 0;
-            if (literal(r, "true")) thought = 1;
-            else if (literal(r, "false") || literal(r, "null")) thought = 0;
-            else return 0;
-        } else if (!skip(r)) {
-            return 0;
-        }
-        ws(r);
-        if (r->p >= r->end) return 0;
-        if (*r->p == '}') break;
-        if (*r->p != ',') return 0;
-        r->p++;
-        ws(r);
-    }
-    r->p++;
-    r->depth--;
-    if (thought == 1 || text.at == NULL || text.size == 0) return 1;
+    if (!object(r, part_member, 1)) return 0;
+    if (r->part_thought == 1 || r->part_text.at == NULL || r->part_text.size == 0) return 1;
     if (r->ntexts == MAX_PARTS) return 0;
-    r->texts[r->ntexts] = text;
-    r->escaped[r->ntexts] = (unsigned char)escaped;
+    r->texts[r->ntexts] = r->part_text;
+    r->escaped[r->ntexts] = (unsigned char)r->part_escaped;
     r->ntexts++;
     return 1;
 }

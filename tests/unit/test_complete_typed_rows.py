@@ -253,10 +253,9 @@ def test_compiled_typed_and_dict_rows_are_counted_alike(
     three_readings(generated_rows(seed), monkeypatch)
 
 
-def test_the_usual_rows_are_read_typed_without_the_compiled_reader(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls = []
+def typed_decodes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The rows the typed decoder will be handed, from now on."""
+    calls: list[bytes] = []
     original = complete._row_decoder
 
     def counting(id_field: str) -> Any:
@@ -270,6 +269,13 @@ def test_the_usual_rows_are_read_typed_without_the_compiled_reader(
         return Counting()
 
     monkeypatch.setattr(complete, "_row_decoder", counting)
+    return calls
+
+
+def test_the_usual_rows_are_read_typed_without_the_compiled_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = typed_decodes(monkeypatch)
     monkeypatch.setattr(complete, "_rows", None)
     rows = [orjson.dumps(ok_row(line)) for line in range(1, 11)]
     fields, results = tally_of(rows, typed=True, monkeypatch=monkeypatch)
@@ -542,20 +548,7 @@ def test_each_rule_of_the_compiled_reader_reads_as_the_typed_reading(
 
 def test_the_compiled_reader_takes_the_usual_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """And leaves the others: the typed decoder sees only the rows it does not take."""
-    calls = []
-    original = complete._row_decoder
-
-    def counting(id_field: str) -> Any:
-        decoder = original(id_field)
-
-        class Counting:
-            def decode(self, raw: bytes) -> Any:
-                calls.append(raw)
-                return decoder.decode(raw)
-
-        return Counting()
-
-    monkeypatch.setattr(complete, "_row_decoder", counting)
+    calls = typed_decodes(monkeypatch)
     rows = [orjson.dumps(ok_row(line)) for line in range(1, 11)]
     rows.insert(5, rows[2])  # a duplicate of line 3: read typed
     fields, _ = tally_of(rows, typed=True, compiled=True, monkeypatch=monkeypatch)
