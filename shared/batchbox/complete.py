@@ -419,6 +419,7 @@ def _read_file(
                     value = labels.line if labels is not None else None
                     typed = (
                         value.__class__ is str
+                        and len(value) <= 18
                         and value.isascii()
                         and value.isdigit()
                         and int(value) <= max_line

@@ -128,9 +128,12 @@ def line_of(record: dict[str, Any]) -> int | None:
 
 
 def line_number(value: object) -> int | None:
-    """The line number a ``batchbox-line`` label's value says, if it is one (a string of ASCII
-    digits: ``str.isdigit`` alone also holds for "²", which ``int`` refuses)."""
-    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else None
+    """The line number a ``batchbox-line`` label's value says, if it is one: a string of at most
+    18 ASCII digits (``str.isdigit`` alone also holds for "²", which ``int`` refuses, as it
+    refuses a string of over 4,300 digits)."""
+    if isinstance(value, str) and len(value) <= 18 and value.isascii() and value.isdigit():
+        return int(value)
+    return None
 
 
 @dataclass

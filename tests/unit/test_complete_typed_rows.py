@@ -394,6 +394,7 @@ SLOTS: dict[str, list[str]] = {
         "null",
         '"123456789012345678"',
         '"1234567890123456789"',
+        '"' + "9" * 5000 + '"',  # int() refuses a string of over 4,300 digits
     ],
     "FINISH": ['""', "null", r'"ST\u004fP"', "7", '"MAX_TOKENS"', "ABSENT", '"' + "R" * 80 + '"'],
     "MODEL": ["null", r'"g\u0065"', "1", "{}", "ABSENT"],
