@@ -10,35 +10,29 @@ CHUNK_SIZE = 1024 * 1024
 
 def line_blocks(stream: IO[bytes], *, chunk_size: int = CHUNK_SIZE) -> Iterator[list[bytes]]:
     """Each chunk's lines (split at ``\n``; a ``\r`` before it stays), as one list: blank lines
-    included, and a last line without a newline on its own at the end.
+    included; a line that runs over chunks, joined, in a list of its own.
 
-    Each chunk is split in one call and only the line it continues is joined to what came
-    before: no chunk is copied whole again (joining every chunk to the pending bytes first
-    costs as much as the split itself), and a line over many chunks is joined once.
+    Each chunk is split in one call, and only the line that runs over chunks is joined (see
+    :func:`line_spans`): no chunk is copied whole again.
     """
-    pending: list[bytes] = []
-    while chunk := stream.read(chunk_size):
+    for chunk, start, stop in line_spans(stream, chunk_size=chunk_size):
         lines = chunk.split(b"\n")
-        tail = lines.pop()
-        if lines:
-            if pending:
-                pending.append(lines[0])
-                lines[0] = b"".join(pending)
-                pending = []
-            yield lines
-        if tail:
-            pending.append(tail)
-    if pending:
-        yield [b"".join(pending)]
+        if stop < len(chunk):
+            lines.pop()  # what follows the last newline: the start of the next span's line
+        if start:
+            del lines[0]  # the end of a line that ran over chunks: given joined already
+        yield lines
 
 
 def line_spans(
     stream: IO[bytes], *, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[tuple[bytes, int, int]]:
-    """The same lines as :func:`line_blocks`, without splitting them out: each item is
-    ``(chunk, start, stop)``, whose lines are ``chunk[start:stop].split(b"\n")`` (one at least,
-    maybe empty). A line that runs over chunks is joined and given alone, as
-    ``(line, 0, len(line))``. For readers that take lines in place (complete's compiled one).
+    """The stream's lines (split at ``\n``; a ``\r`` before it stays; blank lines included), in
+    place: each item is ``(chunk, start, stop)``, whose lines are
+    ``chunk[start:stop].split(b"\n")`` (one at least, maybe empty). A line that runs over chunks
+    is joined and given alone, as ``(line, 0, len(line))``: joining every chunk to the pending
+    bytes first would cost as much as the split itself, and a line over many chunks is joined
+    once. For readers that take lines in place (complete's compiled one).
     """
     pending: list[bytes] = []
     while chunk := stream.read(chunk_size):
