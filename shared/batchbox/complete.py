@@ -1200,6 +1200,12 @@ def write_openai_results(outputs: Outputs, blobs: BlobStore) -> None:
             out.write(_dumps_line(to_openai_output(failure.get("custom_id"), row)))
 
 
+def _by_count(counts: Counter[str]) -> dict[str, int]:
+    """The counts, most first, then by name: the same summary whichever reading counted them
+    (the compiled reader adds its counts a chunk at a time)."""
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], str(item[0]))))
+
+
 def _process(
     record: InputRecord, deps: Deps, lease: _ProcessingLease | None = None
 ) -> InputRecord | None:
@@ -1244,8 +1250,8 @@ def _process(
         "rows": tally.rows,
         "unmatched_rows": tally.unmatched,
         "duplicate_rows": tally.duplicates,
-        "finish_reasons": dict(tally.finish_reasons),
-        "failure_kinds": dict(tally.error_kinds),
+        "finish_reasons": _by_count(tally.finish_reasons),
+        "failure_kinds": _by_count(tally.error_kinds),
     }
     confirm()
     deps.blobs.write_bytes(

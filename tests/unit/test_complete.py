@@ -794,3 +794,22 @@ def test_a_late_announcement_is_not_taken_for_the_next_attempts() -> None:
     current = deps.registry.get(record.job_id)
     assert current.attempt == 1
     assert current.notified_at is None and current.notify_lease_until == lease
+
+
+def test_the_summary_lists_finish_reasons_most_first() -> None:
+    deps = make_deps()
+
+    def rows(staged: list[dict]) -> list[dict]:
+        # finish() shuffles the rows: the last, a MAX_TOKENS, is read first
+        reasons = ["STOP", "STOP", "STOP", "MAX_TOKENS", "MAX_TOKENS"]
+        out = []
+        for line, reason in zip(staged, reasons, strict=True):
+            response = ok_response("x")
+            response["candidates"][0]["finishReason"] = reason
+            out.append(echo(line, response=response))
+        return out
+
+    record = finished_job(deps, requests(5), VertexState.SUCCEEDED, rows)
+    event = handle(record.job_id, deps)
+    summary = orjson.loads(deps.blobs.objects[event.data["outputs"]["summary"]])
+    assert list(summary["finish_reasons"].items()) == [("STOP", 3), ("MAX_TOKENS", 2)]

@@ -15,6 +15,7 @@ import copy
 import io
 import json
 import random
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -614,3 +615,13 @@ def test_rows_taken_before_a_bytearray_cannot_grow_are_all_counted() -> None:
     held.release()
     assert (position, taken, prompt) == (len(first) + 1, 1, 4)
     assert states[5] == 1 and out.count(b"\n") == 1
+
+
+def test_the_summary_lists_finish_reasons_most_first_whichever_reading_counted_them() -> None:
+    counts = Counter({"STOP": 3, "MAX_TOKENS": 5, "SAFETY": 3, "OTHER": 1})
+    assert list(complete._by_count(counts).items()) == [
+        ("MAX_TOKENS", 5),
+        ("SAFETY", 3),
+        ("STOP", 3),
+        ("OTHER", 1),
+    ]
